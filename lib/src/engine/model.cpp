@@ -1,0 +1,99 @@
+#include <nlohmann/json.hpp>
+
+#include "layers/layer.hpp"
+#include "ssmstream/error.hpp"
+#include "ssmstream/model.hpp"
+
+namespace ssm {
+
+Model::Model() = default;
+Model::~Model() = default;
+
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& path) {
+    const auto file = TensorFile::open(path);
+    return from_tensor_file(file);
+}
+
+std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
+    using nlohmann::json;
+    const auto& label = file.label();
+    const auto it = file.metadata().find("ssmstream");
+    if (it == file.metadata().end())
+        throw FormatError(label + ": no \"ssmstream\" config in __metadata__; not a native model file (a reference "
+                                  "checkpoint? convert it with `ssm convert`)");
+    json cfg;
+    try {
+        cfg = json::parse(it->second);
+    } catch (const json::exception& e) {
+        throw FormatError(label + ": the ssmstream config is not valid JSON: " + e.what());
+    }
+    auto fail = [&](const std::string& what) -> void { throw ConfigError(label + ": " + what); };
+    if (!cfg.is_object()) fail("the ssmstream config is not a JSON object");
+    if (cfg.value("format", std::string()) != "ssmstream") fail("config \"format\" must be \"ssmstream\"");
+    if (!cfg.contains("version") || !cfg["version"].is_number_integer() || cfg["version"].get<int>() != 1)
+        fail("config \"version\" must be 1 (this build reads version 1)");
+    for (auto k = cfg.begin(); k != cfg.end(); ++k) {
+        static const char* known[] = {"format", "version", "name", "description", "sample_rate", "latency_samples", "layers", "training"};
+        if (std::none_of(std::begin(known), std::end(known), [&](const char* s) { return k.key() == s; }))
+            fail("unknown config field '" + k.key() + "'");
+    }
+    if (!cfg.contains("layers") || !cfg["layers"].is_array() || cfg["layers"].empty()) fail("config has no \"layers\" list");
+    const auto& first = cfg["layers"][0];
+
+    std::shared_ptr<Model> m(new Model());
+    m->config_json_ = it->second;
+    auto& info = m->info_;
+    info.name = cfg.value("name", std::string("unnamed"));
+    info.description = cfg.value("description", std::string());
+    if (cfg.contains("sample_rate") && (!cfg["sample_rate"].is_number() || cfg["sample_rate"].get<double>() < 0))
+        fail("sample_rate must be a non-negative number");
+    info.sample_rate = cfg.value("sample_rate", 0.0);
+    if (cfg.contains("latency_samples") && !cfg["latency_samples"].is_number_unsigned()) fail("latency_samples must be a non-negative integer");
+    info.latency_samples = cfg.value("latency_samples", std::size_t{0});
+
+    // The model's input width is what its first layer declares.
+    std::size_t width = 0;
+    if (first.is_object()) {
+        for (const char* k : {"in", "d_model", "dim"})
+            if (first.contains(k) && first[k].is_number_unsigned()) {
+                width = first[k].get<std::size_t>();
+                break;
+            }
+    }
+    if (width == 0 || width > (1u << 20)) fail("the first layer must declare its input width (\"in\", \"d_model\" or \"dim\")");
+    info.in_channels = width;
+    detail::Params params(file);
+    try {
+        for (const auto& lc : cfg["layers"]) {
+            m->layers_.push_back(detail::make_layer(lc, params, width));
+            width = m->layers_.back()->out_width();
+        }
+    } catch (const FormatError&) {
+        throw;
+    } catch (const Error& e) {
+        throw ConfigError(label + ": " + e.what());
+    }
+    const auto unused = params.unused();
+    if (!unused.empty())
+        throw FormatError(label + ": tensor '" + unused.front() + "' is not used by any layer (" +
+                          std::to_string(unused.size()) + " surplus); config and weights disagree");
+    info.out_channels = width;
+    for (const auto& l : m->layers_) {
+        info.parameters += l->param_count();
+        info.state_floats += l->state_size();
+        m->max_width_ = std::max(m->max_width_, l->max_width());
+        l->describe_into(info.layers, "");
+    }
+    // FNV-1a over config and weights: a saved state names the model it belongs to.
+    std::uint64_t hsh = 1469598103934665603ull;
+    auto mix = [&](const void* p, std::size_t n) {
+        const auto* b = static_cast<const unsigned char*>(p);
+        for (std::size_t i = 0; i < n; ++i) hsh = (hsh ^ b[i]) * 1099511628211ull;
+    };
+    mix(it->second.data(), it->second.size());
+    for (const auto& t : file.tensors()) mix(t.bytes.data(), t.bytes.size());
+    m->fingerprint_ = hsh;
+    return m;
+}
+
+}  // namespace ssm

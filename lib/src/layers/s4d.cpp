@@ -1,0 +1,513 @@
+// S4D — the diagonal state-space layer of state-spaces/s4 (`models/s4/s4d.py`; `SSMKernelDiag` of `s4.py` for
+// the bilinear discretisation), inference only, per channel h and complex state n < N/2:
+//   x_t = Ā x_{t-1} + B̄ u_t,  y_t = 2·Re(C·x_t) + D u_t,  then activation, then the output 1×1 conv (+ GLU).
+// The conjugate half of each pair is implicit: the factor 2 is folded into C at load.
+//
+// Recurrent view: states as separate real/imag float arrays, [h][n] with n contiguous, so the update of one
+// channel's N/2 states is one vector loop; the block loop keeps a channel's states hot across the block.
+// Convolution view (Batch): y = K ∗ u + D u with K_k = 2·Re(Σ_n C_n B̄_n Ā_n^k), by FFTW overlap-save with the
+// kernel truncated where its tail is below `kernel_tolerance` × (‖K‖₁ + |D|) (always decays: Re(A) < 0).
+#include <fftw3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "layers/layer.hpp"
+#include "ops/dense.hpp"
+#include "ops/math.hpp"
+#include "ops/thread_pool.hpp"
+#include "ssmstream/error.hpp"
+
+namespace ssm::detail {
+
+namespace {
+
+using cd = std::complex<double>;
+
+enum class S4Act { none, gelu, silu, tanh, relu };
+enum class S4Out { none, linear, glu };
+
+std::mutex& fftw_planner_mutex() {
+    static std::mutex m;  // FFTW's planner is not thread-safe; execution is.
+    return m;
+}
+
+struct FftwFree {
+    void operator()(void* p) const noexcept { fftwf_free(p); }
+};
+template <class T>
+using FftwBuf = std::unique_ptr<T[], FftwFree>;
+template <class T>
+FftwBuf<T> fftw_buf(std::size_t n) {
+    auto* p = static_cast<T*>(fftwf_malloc(sizeof(T) * std::max<std::size_t>(n, 1)));
+    if (p == nullptr) throw std::bad_alloc();
+    std::memset(static_cast<void*>(p), 0, sizeof(T) * std::max<std::size_t>(n, 1));
+    return FftwBuf<T>(p);
+}
+
+class S4D final : public Layer {
+public:
+    std::string name;
+    std::size_t H = 0, N2 = 0;
+    std::string disc_name, act_name, out_name;
+    S4Act act = S4Act::gelu;
+    S4Out out_kind = S4Out::glu;
+    // discretised parameters, [h][n]
+    std::vector<cd> dA, dB, C2;  // C2 = 2·C (the conjugate pair)
+    std::vector<float> ar, ai, br, bi, cr, ci, D;
+    std::vector<float> wt, bias;  // output 1×1 conv, transposed [H][out]
+    std::size_t out_w = 0;
+    std::size_t params = 0;
+
+    std::size_t in_width() const noexcept override { return H; }
+    std::size_t out_width() const noexcept override { return out_kind == S4Out::none ? H : H; }
+    std::size_t max_width() const noexcept override { return out_kind == S4Out::glu ? 2 * H : H; }
+    std::size_t state_size() const noexcept override { return 2 * H * N2; }
+    std::size_t scratch_size(std::size_t max_block) const noexcept override { return max_block * (H + out_w); }
+    std::size_t param_count() const noexcept override { return params; }
+    std::string describe() const override {
+        return "s4d '" + name + "' H=" + std::to_string(H) + " N=" + std::to_string(2 * N2) + " disc=" + disc_name +
+               " activation=" + act_name + " output=" + out_name;
+    }
+
+    // The recurrence for channels [h0, h1): in rows of H → y rows of H (before activation).
+    void scan(std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t frames, float* state) const noexcept {
+        float* xr_all = state;
+        float* xi_all = state + H * N2;
+        for (std::size_t h = h0; h < h1; ++h) {
+            float* __restrict xr = xr_all + h * N2;
+            float* __restrict xi = xi_all + h * N2;
+            const float* __restrict a_r = ar.data() + h * N2;
+            const float* __restrict a_i = ai.data() + h * N2;
+            const float* __restrict b_r = br.data() + h * N2;
+            const float* __restrict b_i = bi.data() + h * N2;
+            const float* __restrict c_r = cr.data() + h * N2;
+            const float* __restrict c_i = ci.data() + h * N2;
+            const float d = D[h];
+            for (std::size_t t = 0; t < frames; ++t) {
+                const float u = in[t * H + h];
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (std::size_t n = 0; n < N2; ++n) {
+                    const float nr = a_r[n] * xr[n] - a_i[n] * xi[n] + b_r[n] * u;
+                    const float ni = a_r[n] * xi[n] + a_i[n] * xr[n] + b_i[n] * u;
+                    xr[n] = nr;
+                    xi[n] = ni;
+                    acc += c_r[n] * nr - c_i[n] * ni;
+                }
+                y[t * H + h] = acc + d * u;
+            }
+        }
+    }
+
+    // Activation and output projection over rows of y (H wide) → out rows (H wide); z: rows × out_w scratch.
+    void finish(float* y, float* out, std::size_t frames, float* z) const noexcept {
+        const std::size_t n = frames * H;
+        switch (act) {
+            case S4Act::none: break;
+            case S4Act::gelu:
+#pragma omp simd
+                for (std::size_t i = 0; i < n; ++i) y[i] = gelu_erf(y[i]);
+                break;
+            case S4Act::silu:
+#pragma omp simd
+                for (std::size_t i = 0; i < n; ++i) y[i] = silu(y[i]);
+                break;
+            case S4Act::tanh:
+#pragma omp simd
+                for (std::size_t i = 0; i < n; ++i) y[i] = fast_tanh(y[i]);
+                break;
+            case S4Act::relu:
+#pragma omp simd
+                for (std::size_t i = 0; i < n; ++i) y[i] = y[i] > 0 ? y[i] : 0.0f;
+                break;
+        }
+        if (out_kind == S4Out::none) {
+            std::copy(y, y + n, out);
+            return;
+        }
+        if (out_kind == S4Out::linear) {
+            dense_forward(y, out, frames, H, H, wt.data(), bias.data());
+            return;
+        }
+        dense_forward(y, z, frames, H, 2 * H, wt.data(), bias.data());
+        for (std::size_t t = 0; t < frames; ++t) {
+            const float* zr = z + t * 2 * H;
+            float* o = out + t * H;
+#pragma omp simd
+            for (std::size_t i = 0; i < H; ++i) o[i] = zr[i] * fast_sigmoid(zr[H + i]);
+        }
+    }
+
+    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
+        float* y = scratch;
+        float* z = scratch + frames * H;
+        scan(0, H, in, y, frames, state);
+        finish(y, out, frames, z);
+    }
+
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
+};
+
+// ---- Batch view ------------------------------------------------------------------------------------------------
+
+class S4DRunner final : public LayerRunner {
+public:
+    S4DRunner(const S4D& layer, BatchContext& ctx) : L_(layer), pool_(ctx.pool), chunk_(ctx.options.chunk_frames) {
+        const std::size_t H = L_.H, N2 = L_.N2;
+        y_.assign(chunk_ * H, 0.0f);
+        z_.assign(chunk_ * L_.out_w, 0.0f);
+        state_.assign(L_.state_size(), 0.0f);
+        plan_.layer = L_.describe();
+
+        // Kernel length needed per channel so the dropped tail ≤ tol × (‖K‖₁ + |D|).
+        const double tol = ctx.options.kernel_tolerance;
+        const std::size_t cap = ctx.options.max_kernel;
+        std::size_t need = 1;
+        bool decays = true;
+        for (std::size_t h = 0; h < H && decays; ++h) {
+            double ref = std::abs(static_cast<double>(L_.D[h]));
+            {   // ‖K‖₁ over a prefix (cheap, in double)
+                std::vector<cd> p(N2);
+                for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
+                for (std::size_t k = 0; k < std::min<std::size_t>(cap, 2048); ++k) {
+                    double s = 0;
+                    for (std::size_t n = 0; n < N2; ++n) {
+                        s += p[n].real();
+                        p[n] *= L_.dA[h * N2 + n];
+                    }
+                    ref += std::abs(s);
+                }
+            }
+            auto tail = [&](double len) {
+                double s = 0;
+                for (std::size_t n = 0; n < N2; ++n) {
+                    const double r = std::abs(L_.dA[h * N2 + n]);
+                    const double w = std::abs(L_.C2[h * N2 + n] * L_.dB[h * N2 + n]);
+                    if (r >= 1.0) return std::numeric_limits<double>::infinity();
+                    s += w * std::pow(r, len) / (1.0 - r);
+                }
+                return s;
+            };
+            const double target = tol * std::max(ref, 1e-30);
+            if (tail(static_cast<double>(cap)) > target) {
+                decays = false;
+                break;
+            }
+            std::size_t lo = 1, hi = cap;
+            while (lo < hi) {
+                const std::size_t mid = (lo + hi) / 2;
+                if (tail(static_cast<double>(mid)) <= target) hi = mid; else lo = mid + 1;
+            }
+            need = std::max(need, lo);
+        }
+        if (ctx.options.backend == Backend::recurrence) {
+            plan_.backend = "recurrence";
+            plan_.reason = "forced";
+            return;
+        }
+        if (!decays) {
+            plan_.backend = "recurrence";
+            plan_.reason = "kernel decays slower than max_kernel=" + std::to_string(cap) +
+                           " taps allow; the FFT view would truncate it";
+            return;
+        }
+        Lk_ = need;
+        M_ = 1024;
+        while (M_ < 2 * Lk_) M_ *= 2;
+        if (M_ < 4 * Lk_ && M_ < (std::size_t{1} << 16)) M_ *= 2;  // longer hop where it is cheap
+        const std::size_t hop = M_ - Lk_ + 1;
+        // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md):
+        // recurrence ≈ 0.16·N/2 + 1.0; FFT ≈ 0.55·M·log2(M)/hop + 1.5.
+        const double rec_cost = 0.16 * static_cast<double>(N2) + 1.0;
+        const double fft_cost = 0.55 * static_cast<double>(M_) * std::log2(static_cast<double>(M_)) / static_cast<double>(hop) + 1.5;
+        const double mem = static_cast<double>(H) * static_cast<double>(M_ / 2 + 1) * 8.0;
+        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > 64e6)) {
+            plan_.backend = "recurrence";
+            plan_.reason = "cost model: recurrence " + fmt(rec_cost) + " ns/sample/channel vs FFT " + fmt(fft_cost) +
+                           (mem > 64e6 ? " (and FFT kernel spectra would need " + fmt(mem / 1e6) + " MB)" : "");
+            plan_.kernel_length = Lk_;
+            plan_.fft_size = M_;
+            return;
+        }
+        use_fft_ = true;
+        plan_.backend = "fft";
+        plan_.reason = ctx.options.backend == Backend::fft ? "forced" : "cost model: FFT " + fmt(fft_cost) +
+                       " ns/sample/channel vs recurrence " + fmt(rec_cost);
+        plan_.kernel_length = Lk_;
+        plan_.fft_size = M_;
+        build_fft();
+    }
+
+    void run(const float* in, float* out, std::size_t frames) override {
+        const std::size_t H = L_.H;
+        if (!use_fft_) {
+            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) { L_.scan(h0, h1, in, y_.data(), frames, state_.data()); });
+        } else {
+            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t part) { fft_channels(h0, h1, in, frames, part); });
+        }
+        const std::size_t parts = pool_.size();
+        pool_.parallel_for(parts, [&](std::size_t b, std::size_t e, std::size_t) {
+            for (std::size_t p = b; p < e; ++p) {
+                const std::size_t f0 = frames * p / parts, f1 = frames * (p + 1) / parts;
+                if (f1 > f0) L_.finish(y_.data() + f0 * H, out + f0 * H, f1 - f0, z_.data() + f0 * L_.out_w);
+            }
+        });
+    }
+
+    void reset() override {
+        std::fill(state_.begin(), state_.end(), 0.0f);
+        std::fill(hist_.begin(), hist_.end(), 0.0f);
+        std::fill(free_.begin(), free_.end(), cd{});
+        free_left_ = 0;
+    }
+
+    void save(float* dst) const override {
+        if (!use_fft_) {
+            std::copy(state_.begin(), state_.end(), dst);
+            return;
+        }
+        // The recurrent state is what the history of the last Lk−1 inputs (and any injected state) left behind.
+        const std::size_t H = L_.H, N2 = L_.N2, hl = Lk_ - 1;
+        for (std::size_t h = 0; h < H; ++h) {
+            const float* hist = hist_.data() + h * hl;
+            for (std::size_t n = 0; n < N2; ++n) {
+                const cd a = L_.dA[h * N2 + n], b = L_.dB[h * N2 + n];
+                cd x = free_left_ > 0 ? free_[h * N2 + n] : cd{};
+                cd acc{};
+                for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist[k]);  // oldest first
+                x += acc * b;
+                dst[h * N2 + n] = static_cast<float>(x.real());
+                dst[H * N2 + h * N2 + n] = static_cast<float>(x.imag());
+            }
+        }
+    }
+
+    void load(const float* src) override {
+        if (!use_fft_) {
+            std::copy(src, src + state_.size(), state_.begin());
+            return;
+        }
+        const std::size_t H = L_.H, N2 = L_.N2;
+        std::fill(hist_.begin(), hist_.end(), 0.0f);
+        for (std::size_t i = 0; i < H * N2; ++i) free_[i] = cd(src[i], src[H * N2 + i]);
+        free_left_ = Lk_;
+    }
+
+    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(plan_); }
+
+private:
+    static std::string fmt(double v) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.3g", v);
+        return b;
+    }
+
+    void build_fft() {
+        const std::size_t H = L_.H, N2 = L_.N2, bins = M_ / 2 + 1;
+        kf_ = fftw_buf<fftwf_complex>(H * bins);
+        hist_.assign(H * (Lk_ - 1), 0.0f);
+        free_.assign(H * N2, cd{});
+        const std::size_t threads = pool_.size();
+        for (std::size_t i = 0; i < threads; ++i) {
+            work_in_.push_back(fftw_buf<float>(M_));
+            work_f_.push_back(fftw_buf<fftwf_complex>(bins));
+        }
+        {
+            std::lock_guard lock(fftw_planner_mutex());
+            auto tmp_in = fftw_buf<float>(M_);
+            auto tmp_f = fftw_buf<fftwf_complex>(bins);
+            fwd_ = fftwf_plan_dft_r2c_1d(static_cast<int>(M_), tmp_in.get(), tmp_f.get(), FFTW_MEASURE);
+            inv_ = fftwf_plan_dft_c2r_1d(static_cast<int>(M_), tmp_f.get(), tmp_in.get(), FFTW_MEASURE);
+        }
+        if (fwd_ == nullptr || inv_ == nullptr) throw Error("FFTW could not plan a transform of size " + std::to_string(M_));
+        // Kernel spectra, scaled by 1/M so the inverse needs no pass of its own. Kernel taps in double.
+        std::vector<float> k(M_);
+        for (std::size_t h = 0; h < H; ++h) {
+            std::vector<cd> p(N2);
+            for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
+            std::fill(k.begin(), k.end(), 0.0f);
+            for (std::size_t t = 0; t < Lk_; ++t) {
+                double s = 0;
+                for (std::size_t n = 0; n < N2; ++n) {
+                    s += p[n].real();
+                    p[n] *= L_.dA[h * N2 + n];
+                }
+                k[t] = static_cast<float>(s / static_cast<double>(M_));
+            }
+            std::copy(k.begin(), k.end(), work_in_[0].get());
+            fftwf_execute_dft_r2c(fwd_, work_in_[0].get(), kf_.get() + h * bins);
+        }
+    }
+
+    // Overlap-save for channels [h0, h1) over this chunk; writes y_ (rows of H) including D·u and injected state.
+    void fft_channels(std::size_t h0, std::size_t h1, const float* in, std::size_t frames, std::size_t part) {
+        const std::size_t H = L_.H, N2 = L_.N2, bins = M_ / 2 + 1, hl = Lk_ - 1, hop = M_ - hl;
+        float* buf = work_in_[part].get();
+        fftwf_complex* spec = work_f_[part].get();
+        for (std::size_t h = h0; h < h1; ++h) {
+            float* hist = hist_.data() + h * hl;
+            const fftwf_complex* kf = kf_.get() + h * bins;
+            for (std::size_t t0 = 0; t0 < frames; t0 += hop) {
+                const std::size_t s = std::min(hop, frames - t0);
+                std::copy(hist, hist + hl, buf);
+                for (std::size_t i = 0; i < s; ++i) buf[hl + i] = in[(t0 + i) * H + h];
+                std::fill(buf + hl + s, buf + M_, 0.0f);
+                // next history = last hl samples of buf[0, hl + s)
+                std::copy(buf + s, buf + s + hl, hist);
+                fftwf_execute_dft_r2c(fwd_, buf, spec);
+                for (std::size_t b = 0; b < bins; ++b) {
+                    const float xr = spec[b][0], xi = spec[b][1];
+                    spec[b][0] = xr * kf[b][0] - xi * kf[b][1];
+                    spec[b][1] = xr * kf[b][1] + xi * kf[b][0];
+                }
+                fftwf_execute_dft_c2r(inv_, spec, buf);
+                const float d = L_.D[h];
+                for (std::size_t i = 0; i < s; ++i) {
+                    const float u = in[(t0 + i) * H + h];
+                    y_[(t0 + i) * H + h] = buf[hl + i] + d * u;
+                }
+            }
+            if (free_left_ > 0) {  // a loaded recurrent state decays through the first Lk outputs
+                const std::size_t m = std::min(free_left_, frames);
+                for (std::size_t n = 0; n < N2; ++n) {
+                    cd x = free_[h * N2 + n];
+                    const cd a = L_.dA[h * N2 + n], c = L_.C2[h * N2 + n];
+                    for (std::size_t t = 0; t < m; ++t) {
+                        x *= a;
+                        y_[t * H + h] += static_cast<float>((c * x).real());
+                    }
+                    free_[h * N2 + n] = x;
+                }
+            }
+        }
+    }
+
+public:
+    void after_chunk(std::size_t frames) { free_left_ = free_left_ > frames ? free_left_ - frames : 0; }
+
+private:
+    const S4D& L_;
+    ThreadPool& pool_;
+    std::size_t chunk_;
+    std::vector<float> y_, z_, state_;
+    LayerPlan plan_;
+    bool use_fft_ = false;
+    std::size_t Lk_ = 0, M_ = 0;
+    FftwBuf<fftwf_complex> kf_;
+    std::vector<FftwBuf<float>> work_in_;
+    std::vector<FftwBuf<fftwf_complex>> work_f_;
+    fftwf_plan fwd_ = nullptr, inv_ = nullptr;
+    std::vector<float> hist_;
+    std::vector<cd> free_;
+    std::size_t free_left_ = 0;
+
+public:
+    ~S4DRunner() override {
+        std::lock_guard lock(fftw_planner_mutex());
+        if (fwd_) fftwf_destroy_plan(fwd_);
+        if (inv_) fftwf_destroy_plan(inv_);
+    }
+};
+
+// The runner above advances the injected-state counter after each chunk.
+class S4DRunnerWrap final : public LayerRunner {
+public:
+    S4DRunnerWrap(const S4D& l, BatchContext& c) : r_(l, c) {}
+    void run(const float* in, float* out, std::size_t frames) override {
+        r_.run(in, out, frames);
+        r_.after_chunk(frames);
+    }
+    void reset() override { r_.reset(); }
+    void save(float* dst) const override { r_.save(dst); }
+    void load(const float* src) override { r_.load(src); }
+    void collect_plans(std::vector<LayerPlan>& p) const override { r_.collect_plans(p); }
+
+private:
+    S4DRunner r_;
+};
+
+std::unique_ptr<LayerRunner> S4D::make_runner(BatchContext& ctx) const { return std::make_unique<S4DRunnerWrap>(*this, ctx); }
+
+}  // namespace
+
+std::unique_ptr<Layer> make_s4d(const nlohmann::json& c, Params& p, std::size_t in_width) {
+    check_fields(c, {"d_model", "d_state", "disc", "activation", "output"});
+    auto l = std::make_unique<S4D>();
+    l->name = get_string(c, "name", "", true);
+    l->H = get_size(c, "d_model", in_width, false);
+    const std::size_t N = get_size(c, "d_state", 64, false);
+    if (N % 2 != 0) throw ConfigError("layer " + layer_label(c) + ": d_state must be even (conjugate pairs), got " + std::to_string(N));
+    l->N2 = N / 2;
+    l->disc_name = get_string(c, "disc", "zoh");
+    l->act_name = get_string(c, "activation", "gelu");
+    l->out_name = get_string(c, "output", "glu");
+    if (l->disc_name != "zoh" && l->disc_name != "bilinear")
+        throw ConfigError("layer " + layer_label(c) + ": disc '" + l->disc_name + "' is not supported (zoh, bilinear)");
+    const std::map<std::string, S4Act> acts = {{"none", S4Act::none}, {"id", S4Act::none}, {"identity", S4Act::none},
+                                               {"gelu", S4Act::gelu}, {"silu", S4Act::silu}, {"swish", S4Act::silu},
+                                               {"tanh", S4Act::tanh}, {"relu", S4Act::relu}};
+    if (!acts.count(l->act_name)) throw ConfigError("layer " + layer_label(c) + ": activation '" + l->act_name + "' is not supported");
+    l->act = acts.at(l->act_name);
+    if (l->out_name == "glu") l->out_kind = S4Out::glu;
+    else if (l->out_name == "linear") l->out_kind = S4Out::linear;
+    else if (l->out_name == "none") l->out_kind = S4Out::none;
+    else throw ConfigError("layer " + layer_label(c) + ": output '" + l->out_name + "' is not supported (glu, linear, none)");
+
+    const auto H = static_cast<std::int64_t>(l->H), N2 = static_cast<std::int64_t>(l->N2);
+    const std::string& nm = l->name;
+    auto log_dt = p.take(nm + ".kernel.log_dt", {H});
+    auto log_A_real = p.take(nm + ".kernel.log_A_real", {H, N2});
+    auto A_imag = p.take(nm + ".kernel.A_imag", {H, N2});
+    auto Cv = p.take(nm + ".kernel.C", {H, N2, 2});
+    std::vector<double> Bv;
+    if (p.has(nm + ".kernel.B")) Bv = p.take(nm + ".kernel.B", {H, N2, 2});
+    auto Dv = p.take(nm + ".D", {H});
+    l->params = static_cast<std::size_t>(H + 4 * H * N2 + H + (Bv.empty() ? 0 : 2 * H * N2));
+
+    const std::size_t n = l->H * l->N2;
+    l->dA.resize(n);
+    l->dB.resize(n);
+    l->C2.resize(n);
+    for (std::size_t h = 0; h < l->H; ++h) {
+        const double dt = std::exp(log_dt[h]);
+        for (std::size_t k = 0; k < l->N2; ++k) {
+            const std::size_t i = h * l->N2 + k;
+            const cd A(-std::exp(log_A_real[i]), A_imag[i]);
+            const cd B = Bv.empty() ? cd(1.0, 0.0) : cd(Bv[2 * i], Bv[2 * i + 1]);
+            const cd dtA = dt * A;
+            if (l->disc_name == "zoh") {
+                l->dA[i] = std::exp(dtA);
+                l->dB[i] = (l->dA[i] - 1.0) / A * B;
+            } else {
+                l->dA[i] = (1.0 + dtA / 2.0) / (1.0 - dtA / 2.0);
+                l->dB[i] = dt / (1.0 - dtA / 2.0) * B;
+            }
+            l->C2[i] = 2.0 * cd(Cv[2 * i], Cv[2 * i + 1]);
+        }
+    }
+    auto f = [](double v) { return static_cast<float>(v); };
+    for (const auto& v : l->dA) { l->ar.push_back(f(v.real())); l->ai.push_back(f(v.imag())); }
+    for (const auto& v : l->dB) { l->br.push_back(f(v.real())); l->bi.push_back(f(v.imag())); }
+    for (const auto& v : l->C2) { l->cr.push_back(f(v.real())); l->ci.push_back(f(v.imag())); }
+    for (double d : Dv) l->D.push_back(f(d));
+
+    if (l->out_kind != S4Out::none) {
+        const std::size_t ow = l->out_kind == S4Out::glu ? 2 * l->H : l->H;
+        l->out_w = ow;
+        auto w = p.take(nm + ".output_linear.0.weight", {static_cast<std::int64_t>(ow), H}, true);
+        auto b = p.take(nm + ".output_linear.0.bias", {static_cast<std::int64_t>(ow)});
+        l->wt.resize(ow * l->H);
+        for (std::size_t o = 0; o < ow; ++o)
+            for (std::size_t i = 0; i < l->H; ++i) l->wt[i * ow + o] = f(w[o * l->H + i]);
+        for (double v : b) l->bias.push_back(f(v));
+        l->params += w.size() + b.size();
+    }
+    return l;
+}
+
+}  // namespace ssm::detail
