@@ -103,7 +103,9 @@ TEST(StreamVsBatch, MillionSamplesWithinTolerance) {
         o.backend = Backend::fft;
         Batch b(m, o);
         for (const auto& p : b.plan())
-            if (p.layer.rfind("s4d", 0) == 0) EXPECT_EQ(p.backend, "fft") << p.reason;
+            if (p.layer.rfind("s4d", 0) == 0) {
+                EXPECT_EQ(p.backend, "fft") << p.reason;
+            }
     }
     expect_close(ref, run_batch(m, in, Backend::fft, 1 << 16), "fft 1e6");
     expect_close(ref, run_batch(m, in, Backend::recurrence, 1 << 16), "recurrence 1e6");

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): release build + all tests, then an ASan+UBSan build + all tests,
+# then a short libFuzzer run on the model-file reader. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-$(nproc)}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+
+echo "== release build and tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSSM_WERROR=ON >/dev/null
+cmake --build build -j"$JOBS"
+ctest --test-dir build --output-on-failure -j"$JOBS"
+
+echo "== ASan + UBSan build and tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSSM_SANITIZE=ON -DSSM_CUDA=OFF >/dev/null
+cmake --build build-asan -j"$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$JOBS" -E "package_find_package"
+
+if [ -x tests/fuzz/run_fuzz.sh ] && [ "$FUZZ_SECONDS" -gt 0 ]; then
+  echo "== libFuzzer: model-file reader for ${FUZZ_SECONDS}s"
+  tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"
+fi
+echo "== all tests passed"
