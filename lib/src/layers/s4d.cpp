@@ -3,8 +3,8 @@
 //   x_t = Ā x_{t-1} + B̄ u_t,  y_t = 2·Re(C·x_t) + D u_t,  then activation, then the output 1×1 conv (+ GLU).
 // The conjugate half of each pair is implicit: the factor 2 is folded into C at load.
 //
-// Recurrent view: states as separate real/imag float arrays, [h][n] with n contiguous, so the update of one
-// channel's N/2 states is one vector loop; the block loop keeps a channel's states hot across the block.
+// Recurrent view: states as separate real/imag float arrays in lanes of 16 channels (see `scan`); a block keeps
+// each group of states in registers across all its frames.
 // Convolution view (Batch): y = K ∗ u + D u with K_k = 2·Re(Σ_n C_n B̄_n Ā_n^k), by FFTW overlap-save with the
 // kernel truncated where its tail is below `kernel_tolerance` × (‖K‖₁ + |D|) (always decays: Re(A) < 0).
 #include <fftw3.h>
@@ -66,7 +66,7 @@ public:
     std::size_t in_width() const noexcept override { return H; }
     std::size_t out_width() const noexcept override { return out_kind == S4Out::none ? H : H; }
     std::size_t max_width() const noexcept override { return out_kind == S4Out::glu ? 2 * H : H; }
-    std::size_t state_size() const noexcept override { return 2 * H * N2; }
+    std::size_t state_size() const noexcept override { return 2 * plane(); }
     std::size_t scratch_size(std::size_t max_block) const noexcept override { return max_block * (H + out_w); }
     std::size_t param_count() const noexcept override { return params; }
     std::string describe() const override {
@@ -74,34 +74,70 @@ public:
                " activation=" + act_name + " output=" + out_name;
     }
 
-    // The recurrence for channels [h0, h1): in rows of H → y rows of H (before activation).
-    void scan(std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t frames, float* state) const noexcept {
-        float* xr_all = state;
-        float* xi_all = state + H * N2;
-        for (std::size_t h = h0; h < h1; ++h) {
-            float* __restrict xr = xr_all + h * N2;
-            float* __restrict xi = xi_all + h * N2;
-            const float* __restrict a_r = ar.data() + h * N2;
-            const float* __restrict a_i = ai.data() + h * N2;
-            const float* __restrict b_r = br.data() + h * N2;
-            const float* __restrict b_i = bi.data() + h * N2;
-            const float* __restrict c_r = cr.data() + h * N2;
-            const float* __restrict c_i = ci.data() + h * N2;
-            const float d = D[h];
-            for (std::size_t t = 0; t < frames; ++t) {
-                const float u = in[t * H + h];
-                float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                for (std::size_t n = 0; n < N2; ++n) {
-                    const float nr = a_r[n] * xr[n] - a_i[n] * xi[n] + b_r[n] * u;
-                    const float ni = a_r[n] * xi[n] + a_i[n] * xr[n] + b_i[n] * u;
-                    xr[n] = nr;
-                    xi[n] = ni;
-                    acc += c_r[n] * nr - c_i[n] * ni;
+    // Lane layout of the float state and parameters: channels in groups of W lanes, [group][n][lane], so one
+    // vector op updates one state index of W channels and no horizontal sum is ever needed. H is padded to a
+    // multiple of W with inert lanes (zero parameters).
+    static constexpr std::size_t W = 16;
+    std::size_t groups() const noexcept { return (H + W - 1) / W; }
+    std::size_t plane() const noexcept { return groups() * N2 * W; }
+    std::size_t sidx(std::size_t h, std::size_t n) const noexcept { return (h / W) * N2 * W + n * W + h % W; }
+
+    // The recurrence for channel groups [g0, g1): in rows of H → y rows of H (before activation). Each group keeps
+    // G states of W channels in registers across the whole block; per frame only u and y touch memory. The sum
+    // over n runs in the same order whatever the block size, so any blocking is bit-identical to stepping.
+    void scan(std::size_t g0, std::size_t g1, const float* in, float* y, std::size_t frames, float* state) const noexcept {
+        const std::size_t P = plane();
+        for (std::size_t g = g0; g < g1; ++g) {
+            const std::size_t hb = g * W, hw = std::min(W, H - hb);
+            for (std::size_t t = 0; t < frames; ++t)
+                for (std::size_t l = 0; l < hw; ++l) y[t * H + hb + l] = D[hb + l] * in[t * H + hb + l];
+            std::size_t n = 0;
+            for (; n + 2 <= N2; n += 2) run_group<2>(g, n, hb, hw, in, y, frames, state, P);
+            for (; n < N2; ++n) run_group<1>(g, n, hb, hw, in, y, frames, state, P);
+        }
+    }
+
+    template <std::size_t G>
+    void run_group(std::size_t g, std::size_t n0, std::size_t hb, std::size_t hw, const float* in, float* y,
+                   std::size_t frames, float* state, std::size_t P) const noexcept {
+        const std::size_t base = g * N2 * W + n0 * W;
+        alignas(64) float pr[G][W], pi[G][W], qr[G][W], qi[G][W], kr[G][W], ki[G][W], sr[G][W], si[G][W];
+        for (std::size_t j = 0; j < G; ++j)
+            for (std::size_t l = 0; l < W; ++l) {
+                const std::size_t i = base + j * W + l;
+                pr[j][l] = ar[i]; pi[j][l] = ai[i]; qr[j][l] = br[i]; qi[j][l] = bi[i];
+                kr[j][l] = cr[i]; ki[j][l] = ci[i]; sr[j][l] = state[i]; si[j][l] = state[P + i];
+            }
+        alignas(64) float u[W] = {}, acc[W];
+        for (std::size_t t = 0; t < frames; ++t) {
+            const float* ut = in + t * H + hb;
+            if (hw == W) {
+                for (std::size_t l = 0; l < W; ++l) u[l] = ut[l];
+            } else {
+                for (std::size_t l = 0; l < hw; ++l) u[l] = ut[l];
+            }
+            for (std::size_t l = 0; l < W; ++l) acc[l] = 0.0f;
+            for (std::size_t j = 0; j < G; ++j)
+#pragma omp simd
+                for (std::size_t l = 0; l < W; ++l) {
+                    const float nr = pr[j][l] * sr[j][l] - pi[j][l] * si[j][l] + qr[j][l] * u[l];
+                    const float ni = pr[j][l] * si[j][l] + pi[j][l] * sr[j][l] + qi[j][l] * u[l];
+                    sr[j][l] = nr;
+                    si[j][l] = ni;
+                    acc[l] += kr[j][l] * nr - ki[j][l] * ni;
                 }
-                y[t * H + h] = acc + d * u;
+            float* yt = y + t * H + hb;
+            if (hw == W) {
+                for (std::size_t l = 0; l < W; ++l) yt[l] += acc[l];
+            } else {
+                for (std::size_t l = 0; l < hw; ++l) yt[l] += acc[l];
             }
         }
+        for (std::size_t j = 0; j < G; ++j)
+            for (std::size_t l = 0; l < W; ++l) {
+                state[base + j * W + l] = sr[j][l];
+                state[P + base + j * W + l] = si[j][l];
+            }
     }
 
     // Activation and output projection over rows of y (H wide) → out rows (H wide); z: rows × out_w scratch.
@@ -146,7 +182,7 @@ public:
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
         float* y = scratch;
         float* z = scratch + frames * H;
-        scan(0, H, in, y, frames, state);
+        scan(0, groups(), in, y, frames, state);
         finish(y, out, frames, z);
     }
 
@@ -246,7 +282,7 @@ public:
     void run(const float* in, float* out, std::size_t frames) override {
         const std::size_t H = L_.H;
         if (!use_fft_) {
-            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) { L_.scan(h0, h1, in, y_.data(), frames, state_.data()); });
+            pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) { L_.scan(g0, g1, in, y_.data(), frames, state_.data()); });
         } else {
             pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t part) { fft_channels(h0, h1, in, frames, part); });
         }
@@ -281,8 +317,8 @@ public:
                 cd acc{};
                 for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist[k]);  // oldest first
                 x += acc * b;
-                dst[h * N2 + n] = static_cast<float>(x.real());
-                dst[H * N2 + h * N2 + n] = static_cast<float>(x.imag());
+                dst[L_.sidx(h, n)] = static_cast<float>(x.real());
+                dst[L_.plane() + L_.sidx(h, n)] = static_cast<float>(x.imag());
             }
         }
     }
@@ -294,7 +330,9 @@ public:
         }
         const std::size_t H = L_.H, N2 = L_.N2;
         std::fill(hist_.begin(), hist_.end(), 0.0f);
-        for (std::size_t i = 0; i < H * N2; ++i) free_[i] = cd(src[i], src[H * N2 + i]);
+        for (std::size_t h = 0; h < H; ++h)
+            for (std::size_t n = 0; n < N2; ++n)
+                free_[h * N2 + n] = cd(src[L_.sidx(h, n)], src[L_.plane() + L_.sidx(h, n)]);
         free_left_ = Lk_;
     }
 
@@ -491,9 +529,15 @@ std::unique_ptr<Layer> make_s4d(const nlohmann::json& c, Params& p, std::size_t 
         }
     }
     auto f = [](double v) { return static_cast<float>(v); };
-    for (const auto& v : l->dA) { l->ar.push_back(f(v.real())); l->ai.push_back(f(v.imag())); }
-    for (const auto& v : l->dB) { l->br.push_back(f(v.real())); l->bi.push_back(f(v.imag())); }
-    for (const auto& v : l->C2) { l->cr.push_back(f(v.real())); l->ci.push_back(f(v.imag())); }
+    const std::size_t P = l->plane();
+    for (auto* v : {&l->ar, &l->ai, &l->br, &l->bi, &l->cr, &l->ci}) v->assign(P, 0.0f);  // padded lanes stay inert
+    for (std::size_t h = 0; h < l->H; ++h)
+        for (std::size_t k = 0; k < l->N2; ++k) {
+            const std::size_t i = h * l->N2 + k, j = l->sidx(h, k);
+            l->ar[j] = f(l->dA[i].real()); l->ai[j] = f(l->dA[i].imag());
+            l->br[j] = f(l->dB[i].real()); l->bi[j] = f(l->dB[i].imag());
+            l->cr[j] = f(l->C2[i].real()); l->ci[j] = f(l->C2[i].imag());
+        }
     for (double d : Dv) l->D.push_back(f(d));
 
     if (l->out_kind != S4Out::none) {
