@@ -253,19 +253,27 @@ public:
             return;
         }
         Lk_ = need;
-        M_ = 1024;
-        while (M_ < 2 * Lk_) M_ *= 2;
-        if (M_ < 4 * Lk_ && M_ < (std::size_t{1} << 16)) M_ *= 2;  // longer hop where it is cheap
+        // FFT size: the cheapest per output sample (M·log2 M / hop) whose kernel spectra fit the memory budget.
+        const double budget = 64e6;
+        auto spectra_bytes = [&](std::size_t m) { return static_cast<double>(H) * static_cast<double>(m / 2 + 1) * 8.0; };
+        std::size_t m = 1024;
+        while (m < 2 * Lk_) m *= 2;
+        M_ = m;
+        for (std::size_t k = 0; k < 4; ++k, m *= 2) {
+            if (k > 0 && spectra_bytes(m) > budget) break;
+            const auto per = [&](std::size_t mm) { return static_cast<double>(mm) * std::log2(static_cast<double>(mm)) / static_cast<double>(mm - Lk_ + 1); };
+            if (per(m) < per(M_)) M_ = m;
+        }
         const std::size_t hop = M_ - Lk_ + 1;
         // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md):
         // recurrence ≈ 0.16·N/2 + 1.0; FFT ≈ 0.55·M·log2(M)/hop + 1.5.
         const double rec_cost = 0.16 * static_cast<double>(N2) + 1.0;
         const double fft_cost = 0.55 * static_cast<double>(M_) * std::log2(static_cast<double>(M_)) / static_cast<double>(hop) + 1.5;
-        const double mem = static_cast<double>(H) * static_cast<double>(M_ / 2 + 1) * 8.0;
-        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > 64e6)) {
+        const double mem = spectra_bytes(M_);
+        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > budget)) {
             plan_.backend = "recurrence";
             plan_.reason = "cost model: recurrence " + fmt(rec_cost) + " ns/sample/channel vs FFT " + fmt(fft_cost) +
-                           (mem > 64e6 ? " (and FFT kernel spectra would need " + fmt(mem / 1e6) + " MB)" : "");
+                           (mem > budget ? " (and FFT kernel spectra would need " + fmt(mem / 1e6) + " MB)" : "");
             plan_.kernel_length = Lk_;
             plan_.fft_size = M_;
             return;
