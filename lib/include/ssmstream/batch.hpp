@@ -33,6 +33,7 @@ struct BatchOptions {
     std::size_t chunk_frames = 1 << 15; ///< frames per internal chunk (memory bound)
     double kernel_tolerance = 1e-7;    ///< FFT view: kernel tail dropped ≤ this × ‖K‖₁
     std::size_t max_kernel = 1 << 17;  ///< FFT view: a layer whose kernel decays slower runs as recurrence
+    double fft_layer_bytes = 24e6;     ///< FFT view: kernel spectra per layer above this run as recurrence (auto)
 };
 
 /** How one layer is run, and why (printed by `ssm run --json` and on a forced fallback). */

@@ -1,3 +1,4 @@
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "layers/layer.hpp"
@@ -51,15 +52,17 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
     if (cfg.contains("latency_samples") && !cfg["latency_samples"].is_number_unsigned()) fail("latency_samples must be a non-negative integer");
     info.latency_samples = cfg.value("latency_samples", std::size_t{0});
 
-    // The model's input width is what its first layer declares.
-    std::size_t width = 0;
-    if (first.is_object()) {
+    // The model's input width is what its first layer declares (a residual's: its norm's or first body layer's).
+    std::function<std::size_t(const json&)> declared = [&](const json& l) -> std::size_t {
+        if (!l.is_object()) return 0;
         for (const char* k : {"in", "d_model", "dim"})
-            if (first.contains(k) && first[k].is_number_unsigned()) {
-                width = first[k].get<std::size_t>();
-                break;
-            }
-    }
+            if (l.contains(k) && l[k].is_number_unsigned()) return l[k].get<std::size_t>();
+        if (l.contains("norm") && l["norm"].is_object())
+            if (auto w = declared(l["norm"])) return w;
+        if (l.contains("body") && l["body"].is_array() && !l["body"].empty()) return declared(l["body"][0]);
+        return 0;
+    };
+    std::size_t width = declared(first);
     if (width == 0 || width > (1u << 20)) fail("the first layer must declare its input width (\"in\", \"d_model\" or \"dim\")");
     info.in_channels = width;
     detail::Params params(file);

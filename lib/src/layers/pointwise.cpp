@@ -176,7 +176,10 @@ std::unique_ptr<Layer> make_batchnorm(const nlohmann::json& c, Params& p, std::s
     auto b = p.take(name + ".bias", {d});
     auto mean = p.take(name + ".running_mean", {d});
     auto var = p.take(name + ".running_var", {d});
-    if (p.has(name + ".num_batches_tracked")) p.take(name + ".num_batches_tracked", {-1});
+    if (p.has(name + ".num_batches_tracked")) {  // a training counter: no maths, accepted as a scalar or [1]
+        const auto& v = p.view(name + ".num_batches_tracked");
+        p.take(name + ".num_batches_tracked", v.shape);
+    }
     std::vector<float> a(dim), off(dim);
     for (std::size_t i = 0; i < dim; ++i) {
         if (var[i] + eps <= 0) throw FormatError(p.label() + ": tensor '" + name + ".running_var': negative variance");

@@ -254,7 +254,7 @@ public:
         }
         Lk_ = need;
         // FFT size: the cheapest per output sample (M·log2 M / hop) whose kernel spectra fit the memory budget.
-        const double budget = 64e6;
+        const double budget = ctx.options.fft_layer_bytes;
         auto spectra_bytes = [&](std::size_t m) { return static_cast<double>(H) * static_cast<double>(m / 2 + 1) * 8.0; };
         std::size_t m = 1024;
         while (m < 2 * Lk_) m *= 2;
