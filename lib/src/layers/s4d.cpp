@@ -365,6 +365,9 @@ private:
         }
         {
             std::lock_guard lock(fftw_planner_mutex());
+            // Measured plans run faster, but measuring a 2^18 transform takes seconds: bound it (FFTW then keeps the
+            // best plan found so far, and its wisdom makes the next Batch of the same size instant).
+            fftwf_set_timelimit(0.25);
             auto tmp_in = fftw_buf<float>(M_);
             auto tmp_f = fftw_buf<fftwf_complex>(bins);
             fwd_ = fftwf_plan_dft_r2c_1d(static_cast<int>(M_), tmp_in.get(), tmp_f.get(), FFTW_MEASURE);
