@@ -21,6 +21,7 @@ struct Batch::Impl {
     std::shared_ptr<const Model> model;
     BatchOptions options;
     detail::ThreadPool pool;
+    detail::Workspace ws;
     std::vector<std::unique_ptr<detail::LayerRunner>> runners;
     std::vector<float> a, b;
     std::vector<LayerPlan> plans;
@@ -33,8 +34,11 @@ Batch::Batch(std::shared_ptr<const Model> model, BatchOptions options) {
     if (!model) throw UsageError("Batch needs a model");
     if (options.chunk_frames == 0 || options.chunk_frames > (1u << 24)) throw UsageError("chunk_frames must be in [1, 2^24]");
     impl_ = std::make_unique<Impl>(std::move(model), options);
-    detail::BatchContext ctx{impl_->pool, impl_->options};
-    for (const auto& l : impl_->model->layers()) impl_->runners.push_back(l->make_runner(ctx));
+    for (const auto& l : impl_->model->layers()) {
+        detail::BatchContext ctx{impl_->pool, impl_->options, impl_->ws, 0};  // top-level layers share one slice
+        impl_->runners.push_back(l->make_runner(ctx));
+    }
+    impl_->ws.buf.assign(impl_->ws.high_water, 0.0f);
     const std::size_t act = options.chunk_frames * impl_->model->max_width();
     impl_->a.assign(act, 0.0f);
     impl_->b.assign(act, 0.0f);

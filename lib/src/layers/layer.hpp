@@ -3,6 +3,7 @@
 // recurrent view and `make_runner` for the whole-chunk (batch) view. Layers are immutable once built; all
 // mutable state lives in the caller's buffers, which is what lets one Model serve many Streams.
 #include <cstddef>
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -35,9 +36,33 @@ private:
     std::shared_ptr<std::vector<std::string>> used_store_;
 };
 
+/** Scratch shared by all runners of one Batch. Layers run one after another, so a runner's buffers only need to
+ * be distinct from those of its enclosing runners: each reserves a slice above its parent's, and the Batch
+ * allocates the high-water mark once. */
+struct Workspace {
+    std::vector<float> buf;
+    std::size_t high_water = 0;
+    /** A slice reserved at construction, resolved at run time (after the Batch allocated `buf`). */
+    struct Slice {
+        Workspace* ws = nullptr;
+        std::size_t offset = 0;
+        float* get() const noexcept { return ws->buf.data() + offset; }
+    };
+};
+
 struct BatchContext {
     ThreadPool& pool;
     const BatchOptions& options;
+    Workspace& ws;
+    std::size_t offset = 0;  ///< where this runner's slices start; children start above their parent's
+
+    /** Reserves `floats` at the current offset and moves it up (children constructed after see the new offset). */
+    Workspace::Slice reserve(std::size_t floats) {
+        Workspace::Slice s{&ws, offset};
+        offset += floats;
+        ws.high_water = std::max(ws.high_water, offset);
+        return s;
+    }
 };
 
 /** A layer's whole-chunk executor inside one Batch: owns plans, buffers and the layer's state for that Batch. */

@@ -138,11 +138,11 @@ public:
         const std::size_t parts = layer.state_size() == 0 ? pool_.size() : 1;
         const std::size_t per = (ctx.options.chunk_frames + parts - 1) / parts;
         scratch_per_ = layer.scratch_size(per);
-        scratch_.assign(scratch_per_ * parts, 0.0f);
+        scratch_ = ctx.reserve(scratch_per_ * parts);
     }
     void run(const float* in, float* out, std::size_t frames) override {
         if (layer_.state_size() != 0) {
-            layer_.step(in, out, frames, state_.data(), scratch_.data());
+            layer_.step(in, out, frames, state_.data(), scratch_.get());
             return;
         }
         const std::size_t parts = pool_.size();
@@ -151,7 +151,7 @@ public:
                 const std::size_t f0 = frames * p / parts, f1 = frames * (p + 1) / parts;
                 if (f1 > f0)
                     layer_.step(in + f0 * layer_.in_width(), out + f0 * layer_.out_width(), f1 - f0, nullptr,
-                                scratch_.data() + p * scratch_per_);
+                                scratch_.get() + p * scratch_per_);
             }
         });
     }
@@ -166,7 +166,8 @@ public:
 private:
     const Layer& layer_;
     ThreadPool& pool_;
-    std::vector<float> state_, scratch_;
+    std::vector<float> state_;
+    Workspace::Slice scratch_;
     std::size_t scratch_per_ = 0;
 };
 }  // namespace

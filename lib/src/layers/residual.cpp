@@ -82,24 +82,33 @@ public:
 class ResidualRunner final : public LayerRunner {
 public:
     ResidualRunner(const Residual& r, BatchContext& ctx) : r_(r), pool_(ctx.pool) {
-        if (r.norm) norm_ = r.norm->make_runner(ctx);
-        for (const auto& l : r.body) body_.push_back(l->make_runner(ctx));
-        a_.assign(ctx.options.chunk_frames * r.maxw, 0.0f);
-        b_.assign(ctx.options.chunk_frames * r.maxw, 0.0f);
+        a_slice_ = ctx.reserve(ctx.options.chunk_frames * r.maxw);
+        b_slice_ = ctx.reserve(ctx.options.chunk_frames * r.maxw);
+        const std::size_t above = ctx.offset;  // children reuse the space above our two buffers, one after another
+        if (r.norm) {
+            BatchContext c{ctx.pool, ctx.options, ctx.ws, above};
+            norm_ = r.norm->make_runner(c);
+        }
+        for (const auto& l : r.body) {
+            BatchContext c{ctx.pool, ctx.options, ctx.ws, above};
+            body_.push_back(l->make_runner(c));
+        }
     }
     void run(const float* in, float* out, std::size_t frames) override {
+        float* a = a_slice_.get();
+        float* b = b_slice_.get();
         const float* cur = in;
         if (r_.prenorm && norm_) {
-            norm_->run(in, a_.data(), frames);
-            cur = a_.data();
+            norm_->run(in, a, frames);
+            cur = a;
         }
         for (auto& l : body_) {
-            float* dst = (cur == a_.data()) ? b_.data() : a_.data();
+            float* dst = (cur == a) ? b : a;
             l->run(cur, dst, frames);
             cur = dst;
         }
         const std::size_t n = frames * r_.width;
-        float* target = (r_.prenorm || !norm_) ? out : ((cur == a_.data()) ? b_.data() : a_.data());
+        float* target = (r_.prenorm || !norm_) ? out : ((cur == a) ? b : a);
         pool_.parallel_for(n, [&](std::size_t b, std::size_t e, std::size_t) {
             for (std::size_t i = b; i < e; ++i) target[i] = in[i] + cur[i];
         });
@@ -129,7 +138,7 @@ private:
     ThreadPool& pool_;
     std::unique_ptr<LayerRunner> norm_;
     std::vector<std::unique_ptr<LayerRunner>> body_;
-    std::vector<float> a_, b_;
+    Workspace::Slice a_slice_, b_slice_;
 };
 
 std::unique_ptr<LayerRunner> Residual::make_runner(BatchContext& ctx) const { return std::make_unique<ResidualRunner>(*this, ctx); }

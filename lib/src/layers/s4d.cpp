@@ -195,8 +195,8 @@ class S4DRunner final : public LayerRunner {
 public:
     S4DRunner(const S4D& layer, BatchContext& ctx) : L_(layer), pool_(ctx.pool), chunk_(ctx.options.chunk_frames) {
         const std::size_t H = L_.H, N2 = L_.N2;
-        y_.assign(chunk_ * H, 0.0f);
-        z_.assign(chunk_ * L_.out_w, 0.0f);
+        y_ = ctx.reserve(chunk_ * H);
+        z_ = ctx.reserve(chunk_ * L_.out_w);
         state_.assign(L_.state_size(), 0.0f);
         plan_.layer = L_.describe();
 
@@ -261,14 +261,17 @@ public:
         M_ = m;
         for (std::size_t k = 0; k < 4; ++k, m *= 2) {
             if (k > 0 && spectra_bytes(m) > budget) break;
-            const auto per = [&](std::size_t mm) { return static_cast<double>(mm) * std::log2(static_cast<double>(mm)) / static_cast<double>(mm - Lk_ + 1); };
+            // a transform yields min(hop, chunk) outputs: Batch never holds more than a chunk
+            const auto per = [&](std::size_t mm) {
+                return static_cast<double>(mm) * std::log2(static_cast<double>(mm)) / static_cast<double>(std::min(mm - Lk_ + 1, chunk_));
+            };
             if (per(m) < per(M_)) M_ = m;
         }
         const std::size_t hop = M_ - Lk_ + 1;
         // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md):
         // recurrence ≈ 0.16·N/2 + 1.0; FFT ≈ 0.55·M·log2(M)/hop + 1.5.
         const double rec_cost = 0.16 * static_cast<double>(N2) + 1.0;
-        const double fft_cost = 0.55 * static_cast<double>(M_) * std::log2(static_cast<double>(M_)) / static_cast<double>(hop) + 1.5;
+        const double fft_cost = 0.55 * static_cast<double>(M_) * std::log2(static_cast<double>(M_)) / static_cast<double>(std::min(hop, chunk_)) + 1.5;
         const double mem = spectra_bytes(M_);
         if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > budget)) {
             plan_.backend = "recurrence";
@@ -290,7 +293,7 @@ public:
     void run(const float* in, float* out, std::size_t frames) override {
         const std::size_t H = L_.H;
         if (!use_fft_) {
-            pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) { L_.scan(g0, g1, in, y_.data(), frames, state_.data()); });
+            pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) { L_.scan(g0, g1, in, y_.get(), frames, state_.data()); });
         } else {
             pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t part) { fft_channels(h0, h1, in, frames, part); });
         }
@@ -298,7 +301,7 @@ public:
         pool_.parallel_for(parts, [&](std::size_t b, std::size_t e, std::size_t) {
             for (std::size_t p = b; p < e; ++p) {
                 const std::size_t f0 = frames * p / parts, f1 = frames * (p + 1) / parts;
-                if (f1 > f0) L_.finish(y_.data() + f0 * H, out + f0 * H, f1 - f0, z_.data() + f0 * L_.out_w);
+                if (f1 > f0) L_.finish(y_.get() + f0 * H, out + f0 * H, f1 - f0, z_.get() + f0 * L_.out_w);
             }
         });
     }
@@ -397,6 +400,7 @@ private:
     void fft_channels(std::size_t h0, std::size_t h1, const float* in, std::size_t frames, std::size_t part) {
         const std::size_t H = L_.H, N2 = L_.N2, bins = M_ / 2 + 1, hl = Lk_ - 1, hop = M_ - hl;
         float* buf = work_in_[part].get();
+        float* y = y_.get();
         fftwf_complex* spec = work_f_[part].get();
         for (std::size_t h = h0; h < h1; ++h) {
             float* hist = hist_.data() + h * hl;
@@ -418,7 +422,7 @@ private:
                 const float d = L_.D[h];
                 for (std::size_t i = 0; i < s; ++i) {
                     const float u = in[(t0 + i) * H + h];
-                    y_[(t0 + i) * H + h] = buf[hl + i] + d * u;
+                    y[(t0 + i) * H + h] = buf[hl + i] + d * u;
                 }
             }
             if (free_left_ > 0) {  // a loaded recurrent state decays through the first Lk outputs
@@ -428,7 +432,7 @@ private:
                     const cd a = L_.dA[h * N2 + n], c = L_.C2[h * N2 + n];
                     for (std::size_t t = 0; t < m; ++t) {
                         x *= a;
-                        y_[t * H + h] += static_cast<float>((c * x).real());
+                        y[t * H + h] += static_cast<float>((c * x).real());
                     }
                     free_[h * N2 + n] = x;
                 }
@@ -443,7 +447,8 @@ private:
     const S4D& L_;
     ThreadPool& pool_;
     std::size_t chunk_;
-    std::vector<float> y_, z_, state_;
+    Workspace::Slice y_, z_;
+    std::vector<float> state_;
     LayerPlan plan_;
     bool use_fft_ = false;
     std::size_t Lk_ = 0, M_ = 0;
