@@ -48,6 +48,13 @@ check "multichannel model" "$SSM" run m3.safetensors in3.csv out3.csv -q
 check "multichannel output width" test "$(head -2 out3.csv | tail -1 | awk -F, '{print NF}')" = 2
 check "--json summary" bash -c "'$SSM' run m.safetensors in.csv j.csv --json | grep -q '\"x_realtime\"'"
 check "stdin/stdout stream" bash -c "head -c 4000 /dev/zero | '$SSM' stream m.safetensors --block 64 | wc -c | grep -qx 4000"
+"$MAKE_MODEL" sd.safetensors 1 1 16 2 32 16000 1 statedict
+"$MAKE_MODEL" sdref.safetensors 1 1 16 2 32 16000 1
+check "convert S4 example state_dict" "$SSM" convert sd.safetensors imported.safetensors --prenorm --rate 16000
+check "imported model runs" "$SSM" run imported.safetensors in.csv out_imp.csv -q
+check "reference model runs" "$SSM" run sdref.safetensors in.csv out_ref.csv -q
+check "imported == native" cmp -s out_imp.csv out_ref.csv
+expect_error "convert rejects unknown checkpoint" "not a native model" bad_conv.safetensors -- "$SSM" convert "$SRC/tests/golden/s4d_layer_zoh.io.safetensors" bad_conv.safetensors
 check "convert to f16" "$SSM" convert m.safetensors m16.safetensors --dtype f16
 check "f16 model runs" "$SSM" run m16.safetensors in.csv out16.csv -q
 check "f16 close to f32" csv_close out_auto.csv out16.csv 2e-2

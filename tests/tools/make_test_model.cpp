@@ -1,5 +1,5 @@
 // Writes a random S4D example-shaped native model: a fixture for CLI and package tests.
-// usage: make_test_model OUT [d_input d_output d_model n_layers d_state sample_rate prenorm(0|1)]
+// usage: make_test_model OUT [d_input d_output d_model n_layers d_state sample_rate prenorm(0|1) [statedict]]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -20,6 +20,14 @@ int main(int argc, char** argv) {
     s.d_state = arg(6, s.d_state);
     s.sample_rate = arg(7, s.sample_rate);
     s.prenorm = arg(8, 0) != 0;
-    ssm::write_file_atomically(argv[1], ssm::test::make_s4d_model_bytes(s));
+    const auto bytes = ssm::test::make_s4d_model_bytes(s);
+    if (argc > 9 && std::string(argv[9]) == "statedict") {  // the same weights as a bare PyTorch state_dict file
+        const auto f = ssm::TensorFile::from_bytes(bytes, "model");
+        std::vector<ssm::TensorData> t;
+        for (const auto& v : f.tensors()) t.push_back({v.name, v.shape, ssm::TensorFile::to_double(v), ssm::DType::F32});
+        ssm::write_safetensors(argv[1], {}, t);
+        return 0;
+    }
+    ssm::write_file_atomically(argv[1], bytes);
     return 0;
 }
