@@ -17,6 +17,15 @@ cmake --build build-asan -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$JOBS" -E "package_find_package"
 
+# The PyTorch side (models/train): mirrors of our layers, export and import. PyTorch is a training-time tool, not a
+# dependency of the library; where it is not installed this suite says so and the C++ suites above still ran.
+if python3 -c "import torch, safetensors, numpy, pytest, einops" 2>/dev/null; then
+  echo "== models/train (PyTorch) tests"
+  python3 -m pytest -q models/train/tests
+else
+  echo "== models/train (PyTorch) tests NOT RUN: install torch numpy safetensors einops pytest to run them"
+fi
+
 if [ -x tests/fuzz/run_fuzz.sh ] && [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "== libFuzzer: model-file reader for ${FUZZ_SECONDS}s"
   tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"
