@@ -51,7 +51,7 @@ public:
 
     /** The layer graph (library internals; stable only inside one build). */
     const std::vector<std::unique_ptr<detail::Layer>>& layers() const noexcept { return layers_; }
-    /** Widest activation over the graph, in floats per frame. */
+    /** Widest activation passed between top-level layers, in floats per frame (sizes the engines' buffers). */
     std::size_t max_width() const noexcept { return max_width_; }
 
 private:

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -84,7 +85,7 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
     for (const auto& l : m->layers_) {
         info.parameters += l->param_count();
         info.state_floats += l->state_size();
-        m->max_width_ = std::max(m->max_width_, l->max_width());
+        m->max_width_ = std::max({m->max_width_, l->in_width(), l->out_width()});
         l->describe_into(info.layers, "");
     }
     // FNV-1a over config and weights: a saved state names the model it belongs to.

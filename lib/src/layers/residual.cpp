@@ -164,7 +164,7 @@ std::unique_ptr<Layer> make_residual(const nlohmann::json& c, Params& p, std::si
     for (const auto& lc : c["body"]) {
         r->body.push_back(make_layer(lc, p, w));
         w = r->body.back()->out_width();
-        r->maxw = std::max(r->maxw, r->body.back()->max_width());
+        r->maxw = std::max(r->maxw, w);  // ping-pong buffers hold what passes between body layers
     }
     if (w != in_width)
         throw ConfigError("layer " + layer_label(c) + ": body maps " + std::to_string(in_width) + " channels to " +
