@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
         for (auto [name, backend] : {std::pair{"fft", Backend::fft}, std::pair{"recurrence", Backend::recurrence}}) {
             const std::string tag = "/threads:" + std::to_string(threads);
             benchmark::RegisterBenchmark(("BM_S4DBatch/" + std::string(name) + "/1min" + tag).c_str(), BM_S4DBatch, backend, kMinute, threads)
-                ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(3);
+                ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(5);
             if (hour == "all" || (hour == "fft" && backend == Backend::fft))
                 benchmark::RegisterBenchmark(("BM_S4DBatch/" + std::string(name) + "/1h" + tag).c_str(), BM_S4DBatch, backend, kHour, threads)
                     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(1);
