@@ -97,6 +97,7 @@ def main():
         _, backend, length, th = name.split("/")
         batch[(backend, length, int(th.split(":")[1]))] = {
             "samples_per_s": med(v, "items_per_second"), "x_realtime": med(v, "x_realtime"), "reps": len(v),
+            "samples_per_s_best": max(e["items_per_second"] for e in v), "samples_per_s_worst": min(e["items_per_second"] for e in v),
             "seconds": med(v, "real_time") / 1e3, "cpu_s_main_thread": med(v, "cpu_time") / 1e3, "plan": v[0].get("label", "")}
     res["batch"] = [{"backend": k[0], "length": k[1], "threads": k[2], **v} for k, v in sorted(batch.items())]
 
@@ -169,8 +170,10 @@ def main():
     mem = json.load(open(os.path.join(raw, "memory.json"))) if os.path.exists(os.path.join(raw, "memory.json")) else []
     res["memory"] = mem
     loads = {}
-    for p in sorted(glob.glob(os.path.join(raw, "load_*.json"))):
-        loads[os.path.basename(p)[5:-5]] = json.load(open(p))
+    for phase in ("fma", "stream", "batch", "conv", "fftw", "torch", "memory"):
+        p = os.path.join(raw, f"load_{phase}.json")
+        if os.path.exists(p):
+            loads[phase] = json.load(open(p))
     res["load"] = loads
 
     # ---- floors
@@ -186,15 +189,23 @@ def main():
     if fftw_rows:
         worst = min(fftw_rows, key=lambda r: r["pct_of_fftw"])
         best = max(fftw_rows, key=lambda r: r["pct_of_fftw"])
-        floors.append(("FFT-conv path ≥ 50% of FFTW r2c+c2r (same sizes)", worst["pct_of_fftw"] >= 50,
+        real = [r for r in fftw_rows if r["N"] == 64 and r["dtmin"] == 0.001]
+        if real:
+            r = real[0]
+            floors.append((f"FFT-conv path ≥ 50% of FFTW r2c+c2r: the realistic model's size (M={r['fft_size']}, {r['outputs_per_fft']} outputs/FFT)",
+                           r["pct_of_fftw"] >= 50, f"{r['pct_of_fftw']:.0f}% ({r['conv_ns']:.1f} vs {r['fftw_ns']:.1f} ns/sample/channel)"))
+        floors.append(("FFT-conv path ≥ 50% of FFTW r2c+c2r: every size of the sweep", worst["pct_of_fftw"] >= 50,
                        f"{worst['pct_of_fftw']:.0f}% (M={worst['fft_size']}) … {best['pct_of_fftw']:.0f}% (M={best['fft_size']})"))
     for backend in ("fft", "recurrence"):
-        t1, t2 = batch.get((backend, "1min", 1)), batch.get((backend, "1min", 2))
-        if t1 and t2:
-            r = t2["samples_per_s"] / t1["samples_per_s"]
-            floors.append((f"Batch ({backend}, 1 min) 2 threads ≥ 1.8× 1 thread", r >= 1.8, f"{r:.2f}×"))
+        for length in ("1min", "1h"):
+            t1, t2 = batch.get((backend, length, 1)), batch.get((backend, length, 2))
+            if t1 and t2:
+                r = t2["samples_per_s"] / t1["samples_per_s"]
+                rb = t2["samples_per_s_best"] / t1["samples_per_s_best"]
+                extra = f" (medians of {t2['reps']}; best runs {rb:.2f}×, 2-thread runs spread {fmt(t2['samples_per_s_worst'])}…{fmt(t2['samples_per_s_best'])}/s)" if t2["reps"] > 1 else " (one run each)"
+                floors.append((f"Batch ({backend}, {length}) 2 threads ≥ 1.8× 1 thread", r >= 1.8, f"{r:.2f}×{extra}"))
     for m in mem:
-        floors.append((f"Peak memory < 200 MB: {m['run']} ({m['seconds_audio']} s of audio)", m["rc"] == 0 and m["max_rss_mb"] < 200,
+        floors.append((f"Peak memory < 200 MB: {m['run']} ({m['seconds_audio'] / 60:g} min of audio)", m["rc"] == 0 and m["max_rss_mb"] < 200,
                        f"{m['max_rss_mb']:.1f} MB" + ("" if m["rc"] == 0 else f" (rc={m['rc']})")))
     res["floors"] = [{"floor": f, "met": bool(ok), "measured": t} for f, ok, t in floors]
 
@@ -211,8 +222,8 @@ def markdown(res, P, stream, batch, fit, cross, fftw_rows, torch_res, mem, crash
     L = []
     L.append(f"### {m['date']} on `{m['host']}`: {m['cpu']} ({m['cores']} cores), {m['compiler']}")
     L.append("")
-    L.append(f"Load while measuring (1-min load average at the start of each phase; busy % of the machine from "
-             f"other processes where sampled): " + ", ".join(f"{k} {v.get('loadavg1', '?')}"
+    L.append(f"Load at the start of each phase (1-min load average; % of both cores busy in the second before it, "
+             f"i.e. other processes): " + ", ".join(f"{k} {v.get('loadavg1', '?')}"
              + (f" ({v['others_busy_pct']:.0f}% busy)" if "others_busy_pct" in v else "") for k, v in res["load"].items()) + ".")
     L.append("")
     pk = res["fma_peak_gflops"]
@@ -234,14 +245,15 @@ def markdown(res, P, stream, batch, fit, cross, fftw_rows, torch_res, mem, crash
 
     L.append("**Realistic model** (encoder 1→64, 4 pre-norm residual S4D blocks H=64 N=64, decoder; 16 kHz mono) vs PyTorch:")
     L.append("")
-    L.append("| run | threads | samples/s | × real time | vs PyTorch (same threads) |")
+    L.append("| run | threads | samples/s (median; min…max) | × real time | vs PyTorch (same threads) |")
     L.append("|---|---|---|---|---|")
     t1min = {r["threads"]: r for r in torch_res.get("fft_1min", [])}
     tch = {r["threads"]: r for r in torch_res.get("fft_chunks_cached", [])}
     for (backend, length, th), v in sorted(batch.items()):
         peer = t1min.get(th) if length == "1min" else tch.get(th)
         ratio = f"{v['samples_per_s'] / peer['samples_per_s']:.2f}×" if peer else "–"
-        L.append(f"| ssmstream Batch {backend}, {length} ({v['plan']}) | {th} | {fmt(v['samples_per_s'])} | {v['x_realtime']:.1f} | {ratio} |")
+        spread = f" ({fmt(v['samples_per_s_worst'])}…{fmt(v['samples_per_s_best'])}, {v['reps']} runs)" if v["reps"] > 1 else " (1 run)"
+        L.append(f"| ssmstream Batch {backend}, {length} ({v['plan']}) | {th} | {fmt(v['samples_per_s'])}{spread} | {v['x_realtime']:.1f} | {ratio} |")
     for r in torch_res.get("fft_1min", []):
         L.append(f"| PyTorch s4d.py FFT forward, 1 min in one call (cached kernel) | {r['threads']} | {fmt(r['samples_per_s'])} | {r['x_realtime']:.1f} | 1 |")
     for r in torch_res.get("fft_chunks_cached", []):
@@ -277,6 +289,10 @@ def markdown(res, P, stream, batch, fit, cross, fftw_rows, torch_res, mem, crash
         L.append("")
         rec_row = " · ".join(f"N={r['N']}: {r['ns']:.2f}" for r in sorted([r for r in res['conv'] if r['backend'] == 'recurrence'], key=lambda r: r['N']))
         L.append(f"Recurrence measured: {rec_row}.")
+        L.append("")
+        L.append("Crossover: the N above which the FFT is cheaper, per kernel length (measured: first N of the sweep where the "
+                 "recurrence is slower; fit: where the fitted recurrence line meets the measured FFT cost; code's model: the "
+                 "constants now in s4d.cpp).")
         L.append("")
         L.append("| dt_min | kernel taps | FFT size | FFT measured | crossover N (measured) | crossover N (fit) | crossover N (code's model) |")
         L.append("|---|---|---|---|---|---|---|")
