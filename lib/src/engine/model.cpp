@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "layers/layer.hpp"
 #include "ssmstream/error.hpp"
@@ -23,17 +24,41 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
     if (it == file.metadata().end())
         throw FormatError(label + ": no \"ssmstream\" config in __metadata__; not a native model file (a reference "
                                   "checkpoint? convert it with `ssm convert`)");
+    // Duplicate keys would be resolved silently (the last wins), so they are rejected; nesting is bounded so that
+    // building nested residuals cannot exhaust the stack.
+    constexpr std::size_t max_depth = 64;
+    std::vector<std::set<std::string>> open_keys;
+    std::string duplicate;
+    std::size_t depth = 0, deepest = 0;
+    json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
+            deepest = std::max(deepest, ++depth);
+            if (event == json::parse_event_t::object_start) open_keys.emplace_back();
+        } else if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) {
+            --depth;
+            if (event == json::parse_event_t::object_end && !open_keys.empty()) open_keys.pop_back();
+        } else if (event == json::parse_event_t::key && !open_keys.empty()) {
+            const auto k = parsed.get<std::string>();
+            if (!open_keys.back().insert(k).second && duplicate.empty()) duplicate = k;
+        }
+        return true;
+    };
     json cfg;
     try {
-        cfg = json::parse(it->second);
+        cfg = json::parse(it->second, cb);
     } catch (const json::exception& e) {
         throw FormatError(label + ": the ssmstream config is not valid JSON: " + e.what());
     }
+    if (!duplicate.empty())
+        throw FormatError(label + ": the ssmstream config is not valid JSON: duplicate key '" + duplicate + "'");
     auto fail = [&](const std::string& what) -> void { throw ConfigError(label + ": " + what); };
+    if (deepest > max_depth) fail("the ssmstream config is nested deeper than " + std::to_string(max_depth) + " levels");
     if (!cfg.is_object()) fail("the ssmstream config is not a JSON object");
-    if (cfg.value("format", std::string()) != "ssmstream") fail("config \"format\" must be \"ssmstream\"");
-    if (!cfg.contains("version") || !cfg["version"].is_number_integer() || cfg["version"].get<int>() != 1)
+    if (!cfg.contains("format") || cfg["format"] != "ssmstream") fail("config \"format\" must be \"ssmstream\"");
+    if (!cfg.contains("version") || !cfg["version"].is_number_integer() || cfg["version"] != 1)
         fail("config \"version\" must be 1 (this build reads version 1)");
+    for (const char* k : {"name", "description"})
+        if (cfg.contains(k) && !cfg[k].is_string()) fail(std::string("config \"") + k + "\" must be a string");
     for (auto k = cfg.begin(); k != cfg.end(); ++k) {
         static const char* known[] = {"format", "version", "name", "description", "sample_rate", "latency_samples", "layers", "training"};
         if (std::none_of(std::begin(known), std::end(known), [&](const char* s) { return k.key() == s; }))
@@ -76,6 +101,8 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
         throw;
     } catch (const Error& e) {
         throw ConfigError(label + ": " + e.what());
+    } catch (const json::exception& e) {  // a value of the wrong JSON type that a layer did not check itself
+        throw ConfigError(label + ": bad layer config: " + e.what());
     }
     const auto unused = params.unused();
     if (!unused.empty())

@@ -167,7 +167,8 @@ TensorFile TensorFile::open(const std::filesystem::path& path) {
     TensorFile f;
     f.label_ = path.string();
     f.storage_ = std::make_unique<Storage>();
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO given as a model must fail the regular-file check below, not block in open().
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail(f.label_, std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -222,13 +223,26 @@ void TensorFile::parse() {
     const auto* hb = reinterpret_cast<const char*>(data_.data() + 8);
     const std::string_view header_text(hb, n);
 
-    // nlohmann keeps the last of duplicate keys silently; a lying header could hide a tensor that way.
-    std::set<std::string> top_keys;
-    std::string duplicate;
-    json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
-        if (event == json::parse_event_t::key && depth == 1) {
-            const auto k = parsed.get<std::string>();
-            if (!top_keys.insert(k).second && duplicate.empty()) duplicate = k;
+    // nlohmann keeps the last of duplicate keys silently; a lying header could hide a tensor (or a second
+    // "ssmstream" config, or a second data_offsets) that way. Keys are checked in every object.
+    std::vector<std::set<std::string>> open_keys;  // keys seen, per object being parsed
+    std::vector<std::string> open_names;           // the key each open object is the value of
+    std::string last_key, duplicate, duplicate_in;
+    std::size_t duplicate_depth = 0;
+    json::parser_callback_t cb = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start) {
+            open_keys.emplace_back();
+            open_names.push_back(last_key);
+        } else if (event == json::parse_event_t::object_end && !open_keys.empty()) {
+            open_keys.pop_back();
+            open_names.pop_back();
+        } else if (event == json::parse_event_t::key && !open_keys.empty()) {
+            last_key = parsed.get<std::string>();
+            if (!open_keys.back().insert(last_key).second && duplicate.empty()) {
+                duplicate = last_key;
+                duplicate_in = open_names.back();
+                duplicate_depth = open_keys.size();
+            }
         }
         return true;
     };
@@ -238,7 +252,8 @@ void TensorFile::parse() {
     } catch (const json::exception& e) {
         fail(label_, std::string("header is not valid JSON: ") + e.what());
     }
-    if (!duplicate.empty()) fail(label_, "tensor '" + duplicate + "': duplicate name in header");
+    if (duplicate_depth == 1) fail(label_, "tensor '" + duplicate + "': duplicate name in header");
+    if (!duplicate.empty()) fail(label_, "duplicate key '" + duplicate + "' in '" + duplicate_in + "'");
     if (!header.is_object()) fail(label_, "header is not a JSON object");
 
     const std::span<const std::byte> body = data_.subspan(8 + n);
@@ -278,7 +293,8 @@ void TensorFile::parse() {
         for (const auto& d : v["shape"]) {
             if (!d.is_number_unsigned()) fail(label_, where + "shape entries must be non-negative integers");
             const auto dim = d.get<std::uint64_t>();
-            if (dim > (std::uint64_t{1} << 40) || (dim != 0 && count > (std::uint64_t{1} << 62) / dim))
+            // count ≤ 2^60 keeps count × dtype size (≤ 8) from wrapping around 2^64 (a huge shape passing as 0 bytes)
+            if (dim > (std::uint64_t{1} << 40) || (dim != 0 && count > (std::uint64_t{1} << 60) / dim))
                 fail(label_, where + "shape too large");
             count *= dim;
             t.shape.push_back(static_cast<std::int64_t>(dim));
