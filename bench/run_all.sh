@@ -3,7 +3,7 @@
 # realistic-model batch, the cost-model sweep, FFTW's limit, the PyTorch peer and peak memory. Writes
 # bench/results/<date>-<host>.json and .md and prints the Markdown table for bench/README.md.
 #
-# Environment: FULL=1     adds the 1-hour batch runs and a 1-hour peak-memory run (≈ 40 more minutes here)
+# Environment: FULL=1     adds the 1-hour batch runs and 1-hour peak-memory runs (≈ 65 min in all here)
 #              PIN_CPU=1  the core single-threaded runs are pinned to (taskset); PIN_CPU= to not pin
 #              BUILD=…    build directory (default build-bench)
 #              MEM_SECONDS=…  audio length of the peak-memory run (default 120, FULL: 3600)
