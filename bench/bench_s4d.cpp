@@ -9,7 +9,7 @@
 //   BM_S4DConv/<backend>/N:/dtmin:   the convolution alone: one S4D layer H=64 with activation and output "none"
 //                               (y = K∗u + Du), Batch with 1 thread; ns per sample per channel → cost model.
 //   BM_FftwLimit/M:/out:       FFTW's own r2c + c2r pair of size M (planned as the library plans), counted as
-//                               `out` outputs per pair (the library's min(hop, chunk)): samples/s per channel.
+//                               `out` outputs per pair (the plan's outputs_per_fft): samples/s per channel.
 //
 // Own flags (with Google Benchmark's): --hour=none|fft|all (which 1-hour runs to include; default fft)
 //                                      --cost=0|1 (the full cost-model sweep, else only N=64; default 1)
@@ -70,6 +70,27 @@ void BM_S4DStream(benchmark::State& st) {
 }
 
 // ---- batch, realistic model --------------------------------------------------------------------------------------
+
+// The same model streamed (ssm::Stream, blocks of 64 frames, one thread): what batch is measured against.
+void BM_S4DStreamModel(benchmark::State& st, std::size_t total) {
+    bench::S4DParams p;
+    auto model = bench::audio_model(p, 4);
+    Stream s(model);
+    constexpr std::size_t block = 64;
+    s.prepare({.sample_rate = kRate, .max_block = block, .channels = 1});
+    std::vector<float> in(total), out(total);
+    bench::fill_noise(in.data(), total, 11);
+    for (auto _ : st) {
+        for (std::size_t t = 0; t < total; t += block) s.process(in.data() + t, out.data() + t, std::min(block, total - t));
+        benchmark::ClobberMemory();
+    }
+    const double frames = static_cast<double>(total);
+    st.SetLabel("stream block 64");
+    st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()) * static_cast<std::int64_t>(total));
+    st.counters["x_realtime"] = benchmark::Counter(frames / kRate, benchmark::Counter::kIsIterationInvariantRate);
+    st.counters["ns_per_sample"] = benchmark::Counter(frames * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    st.counters["threads"] = 1;
+}
 
 void BM_S4DBatch(benchmark::State& st, Backend backend, std::size_t total, std::size_t threads) {
     bench::S4DParams p;  // H = 64, N = 64, gelu, glu
@@ -138,11 +159,12 @@ void BM_S4DConv(benchmark::State& st, Backend backend, std::size_t N, double dt_
     st.counters["N"] = static_cast<double>(N);
     st.counters["kernel_length"] = static_cast<double>(lp.kernel_length);
     st.counters["fft_size"] = static_cast<double>(lp.fft_size);
-    const std::size_t chunk = o.chunk_frames;
     if (lp.fft_size > 0) {
-        const std::size_t hop = lp.fft_size - lp.kernel_length + 1, eff = std::min(hop, chunk);
+        const std::size_t eff = lp.outputs_per_fft;
         st.counters["outputs_per_fft"] = static_cast<double>(eff);
-        st.counters["mlogm_per_out"] = static_cast<double>(lp.fft_size) * std::log2(static_cast<double>(lp.fft_size)) / static_cast<double>(eff);
+        // the library's work units per output: M·log2(M)/outputs × its cache factor (s4d.cpp, per_output)
+        const double m = static_cast<double>(lp.fft_size);
+        st.counters["mlogm_per_out"] = m * std::log2(m) / static_cast<double>(eff) * (1.0 + 0.16 * std::max(0.0, std::log2(m / 16384.0)));
     }
     st.SetLabel(lp.backend);
 }
@@ -213,6 +235,8 @@ int main(int argc, char** argv) {
             for (long block : {1, 32, 64, 256})
                 benchmark::RegisterBenchmark("BM_S4DStream", BM_S4DStream)->ArgNames({"H", "N", "block"})->Args({H, N, block})->MinTime(0.2);
 
+    benchmark::RegisterBenchmark("BM_S4DBatch/stream/1min/threads:1", BM_S4DStreamModel, kMinute)
+        ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(5);
     for (std::size_t threads : {1, 2})
         for (auto [name, backend] : {std::pair{"fft", Backend::fft}, std::pair{"recurrence", Backend::recurrence}}) {
             const std::string tag = "/threads:" + std::to_string(threads);

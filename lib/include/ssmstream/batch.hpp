@@ -43,6 +43,7 @@ struct LayerPlan {
     std::string reason;
     std::size_t kernel_length = 0; ///< FFT: taps kept
     std::size_t fft_size = 0;
+    std::size_t outputs_per_fft = 0;  ///< FFT: outputs per transform pair over a whole chunk (hop, or less)
 };
 
 class Batch {

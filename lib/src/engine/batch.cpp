@@ -17,6 +17,9 @@ Backend backend_from_string(std::string_view name) {
     throw UsageError("unknown backend '" + std::string(name) + "' (auto, stream, fft)");
 }
 
+// Frames per chunk when no layer runs as FFT (activations of a chunk stay in L2).
+constexpr std::size_t kRecurrenceChunk = 2048;
+
 struct Batch::Impl {
     std::shared_ptr<const Model> model;
     BatchOptions options;
@@ -34,15 +37,30 @@ Batch::Batch(std::shared_ptr<const Model> model, BatchOptions options) {
     if (!model) throw UsageError("Batch needs a model");
     if (options.chunk_frames == 0 || options.chunk_frames > (1u << 24)) throw UsageError("chunk_frames must be in [1, 2^24]");
     impl_ = std::make_unique<Impl>(std::move(model), options);
-    for (const auto& l : impl_->model->layers()) {
-        detail::BatchContext ctx{impl_->pool, impl_->options, impl_->ws, 0};  // top-level layers share one slice
-        impl_->runners.push_back(l->make_runner(ctx));
+    auto build = [this] {
+        auto& I = *impl_;
+        I.runners.clear();
+        I.plans.clear();
+        I.ws = {};
+        for (const auto& l : I.model->layers()) {
+            detail::BatchContext ctx{I.pool, I.options, I.ws, 0};  // top-level layers share one slice
+            I.runners.push_back(l->make_runner(ctx));
+        }
+        for (const auto& r : I.runners) r->collect_plans(I.plans);
+    };
+    build();
+    // Without an FFT layer a long chunk buys nothing: every layer streams its activations through memory once per
+    // chunk, so short chunks that stay in L2 are faster (and smaller). FFT layers want long chunks (outputs per
+    // transform), so the chunk is shortened only when no layer runs as FFT.
+    const bool any_fft = std::any_of(impl_->plans.begin(), impl_->plans.end(), [](const LayerPlan& p) { return p.backend == "fft"; });
+    if (!any_fft && impl_->options.chunk_frames > kRecurrenceChunk) {
+        impl_->options.chunk_frames = kRecurrenceChunk;
+        build();
     }
     impl_->ws.buf.assign(impl_->ws.high_water, 0.0f);
-    const std::size_t act = options.chunk_frames * impl_->model->max_width();
+    const std::size_t act = impl_->options.chunk_frames * impl_->model->max_width();
     impl_->a.assign(act, 0.0f);
     impl_->b.assign(act, 0.0f);
-    for (const auto& r : impl_->runners) r->collect_plans(impl_->plans);
 }
 
 Batch::~Batch() = default;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <algorithm>
 #include <memory>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,8 +40,23 @@ private:
 /** Scratch shared by all runners of one Batch. Layers run one after another, so a runner's buffers only need to
  * be distinct from those of its enclosing runners: each reserves a slice above its parent's, and the Batch
  * allocates the high-water mark once. */
+template <class T, std::size_t Align>
+struct AlignedAllocator {
+    using value_type = T;
+    template <class U>
+    struct rebind { using other = AlignedAllocator<U, Align>; };
+    AlignedAllocator() = default;
+    template <class U>
+    AlignedAllocator(const AlignedAllocator<U, Align>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{Align})); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t{Align}); }
+    template <class U>
+    bool operator==(const AlignedAllocator<U, Align>&) const noexcept { return true; }
+};
+
 struct Workspace {
-    std::vector<float> buf;
+    static constexpr std::size_t kAlignFloats = 16;  ///< every slice starts on a 64-byte boundary (FFTW, SIMD)
+    std::vector<float, AlignedAllocator<float, 64>> buf;
     std::size_t high_water = 0;
     /** A slice reserved at construction, resolved at run time (after the Batch allocated `buf`). */
     struct Slice {
@@ -58,6 +74,7 @@ struct BatchContext {
 
     /** Reserves `floats` at the current offset and moves it up (children constructed after see the new offset). */
     Workspace::Slice reserve(std::size_t floats) {
+        offset = (offset + Workspace::kAlignFloats - 1) / Workspace::kAlignFloats * Workspace::kAlignFloats;
         Workspace::Slice s{&ws, offset};
         offset += floats;
         ws.high_water = std::max(ws.high_water, offset);

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "layers/layer.hpp"
+#include "layers/mamba_common.hpp"
 #include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
 
@@ -16,6 +17,8 @@ static const std::map<std::string, Factory>& registry() {
         {"gelu", make_activation},     {"silu", make_activation},     {"tanh", make_activation},
         {"relu", make_activation},     {"sigmoid", make_activation},  {"glu", make_glu},
         {"s4d", make_s4d},             {"residual", make_residual},
+        {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
+        {"embedding", make_embedding},
     };
     return r;
 }
@@ -135,25 +138,26 @@ class StepRunner final : public LayerRunner {
 public:
     StepRunner(const Layer& layer, BatchContext& ctx) : layer_(layer), pool_(ctx.pool) {
         state_.assign(layer.state_size(), 0.0f);
-        const std::size_t parts = layer.state_size() == 0 ? pool_.size() : 1;
-        const std::size_t per = (ctx.options.chunk_frames + parts - 1) / parts;
-        scratch_per_ = layer.scratch_size(per);
-        scratch_ = ctx.reserve(scratch_per_ * parts);
+        const std::size_t threads = layer.state_size() == 0 ? pool_.size() : 1;
+        piece_ = layer.state_size() == 0 ? std::min<std::size_t>(kPiece, ctx.options.chunk_frames) : ctx.options.chunk_frames;
+        scratch_per_ = layer.scratch_size(piece_);
+        scratch_ = ctx.reserve(scratch_per_ * threads);
     }
     void run(const float* in, float* out, std::size_t frames) override {
         if (layer_.state_size() != 0) {
             layer_.step(in, out, frames, state_.data(), scratch_.get());
             return;
         }
-        const std::size_t parts = pool_.size();
-        pool_.parallel_for(parts, [&](std::size_t b, std::size_t e, std::size_t) {
+        // Pieces of frames (a few per thread) handed out to the threads as they come free; scratch is per thread.
+        const std::size_t piece = std::clamp<std::size_t>(frames / (4 * pool_.size()), 64, piece_);
+        const std::size_t pieces = (frames + piece - 1) / piece;
+        pool_.parallel_for(pieces, [&](std::size_t b, std::size_t e, std::size_t part) {
             for (std::size_t p = b; p < e; ++p) {
-                const std::size_t f0 = frames * p / parts, f1 = frames * (p + 1) / parts;
-                if (f1 > f0)
-                    layer_.step(in + f0 * layer_.in_width(), out + f0 * layer_.out_width(), f1 - f0, nullptr,
-                                scratch_.get() + p * scratch_per_);
+                const std::size_t f0 = p * piece, f1 = std::min(frames, f0 + piece);
+                layer_.step(in + f0 * layer_.in_width(), out + f0 * layer_.out_width(), f1 - f0, nullptr,
+                            scratch_.get() + part * scratch_per_);
             }
-        });
+        }, 1);
     }
     void reset() override { std::fill(state_.begin(), state_.end(), 0.0f); }
     void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
@@ -168,6 +172,8 @@ private:
     ThreadPool& pool_;
     std::vector<float> state_;
     Workspace::Slice scratch_;
+    static constexpr std::size_t kPiece = 2048;
+    std::size_t piece_ = 0;
     std::size_t scratch_per_ = 0;
 };
 }  // namespace

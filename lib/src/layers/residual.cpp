@@ -111,7 +111,7 @@ public:
         float* target = (r_.prenorm || !norm_) ? out : ((cur == a) ? b : a);
         pool_.parallel_for(n, [&](std::size_t b, std::size_t e, std::size_t) {
             for (std::size_t i = b; i < e; ++i) target[i] = in[i] + cur[i];
-        });
+        }, 1 << 16);
         if (target != out) norm_->run(target, out, frames);
     }
     void reset() override {

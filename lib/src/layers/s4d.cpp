@@ -8,6 +8,9 @@
 // Convolution view (Batch): y = K ∗ u + D u with K_k = 2·Re(Σ_n C_n B̄_n Ā_n^k), by FFTW overlap-save with the
 // kernel truncated where its tail is below `kernel_tolerance` × (‖K‖₁ + |D|) (always decays: Re(A) < 0).
 #include <fftw3.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -253,25 +256,43 @@ public:
             return;
         }
         Lk_ = need;
-        // FFT size: the cheapest per output sample (M·log2 M / hop) whose kernel spectra fit the memory budget.
+        hl_ = Lk_ - 1;
+        // FFT size: the cheapest per output sample (M·log2 M / outputs per transform) among sizes 2^a·3^b·5^c above
+        // the kernel (FFTW is as fast on those as on powers of two), within the kernel-spectra memory budget (forced
+        // fft: the cheapest of the smallest few when none fits). A chunk is cut into equal hops, so a hop just short
+        // of the chunk would cost two transforms: outputs per transform = chunk / ⌈chunk / hop⌉.
         const double budget = ctx.options.fft_layer_bytes;
-        auto spectra_bytes = [&](std::size_t m) { return static_cast<double>(H) * static_cast<double>(m / 2 + 1) * 8.0; };
-        std::size_t m = 1024;
-        while (m < 2 * Lk_) m *= 2;
-        M_ = m;
-        for (std::size_t k = 0; k < 4; ++k, m *= 2) {
-            if (k > 0 && spectra_bytes(m) > budget) break;
-            // a transform yields min(hop, chunk) outputs: Batch never holds more than a chunk
-            const auto per = [&](std::size_t mm) {
-                return static_cast<double>(mm) * std::log2(static_cast<double>(mm)) / static_cast<double>(std::min(mm - Lk_ + 1, chunk_));
-            };
-            if (per(m) < per(M_)) M_ = m;
-        }
-        const std::size_t hop = M_ - Lk_ + 1;
-        // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md):
-        // recurrence ≈ 0.16·N/2 + 1.0; FFT ≈ 0.55·M·log2(M)/hop + 1.5.
-        const double rec_cost = 0.16 * static_cast<double>(N2) + 1.0;
-        const double fft_cost = 0.55 * static_cast<double>(M_) * std::log2(static_cast<double>(M_)) / static_cast<double>(std::min(hop, chunk_)) + 1.5;
+        auto spectra_bytes = [&](std::size_t m) { return static_cast<double>(H) * static_cast<double>(spec_stride(m)) * 8.0; };
+        auto hop_of = [&](std::size_t m) {
+            const std::size_t h = std::min(m - hl_, chunk_);
+            return h > 16 ? h / 16 * 16 : h;  // windows start on 64-byte boundaries
+        };
+        auto outputs = [&](std::size_t m) {
+            const std::size_t h = hop_of(m);
+            return static_cast<double>(chunk_) / static_cast<double>((chunk_ + h - 1) / h);
+        };
+        // Work units per output: M·log2 M per transform pair, times a cache factor — beyond 2^14 floats a
+        // transform's buffers and twiddles no longer stay in L2 (measured: 16% slower per doubling).
+        auto per_output = [&](std::size_t m) {
+            const double mm = static_cast<double>(m);
+            return mm * std::log2(mm) / outputs(m) * (1.0 + 0.16 * std::max(0.0, std::log2(mm / 16384.0)));
+        };
+        const std::size_t lo = Lk_ + Lk_ / 8 + 16, hi = 16 * (Lk_ + chunk_);  // at least a few outputs per transform
+        std::vector<std::size_t> sizes;
+        for (std::size_t p5 = 1; p5 <= 25; p5 *= 5)
+            for (std::size_t p3 = 1; p3 <= 27; p3 *= 3)
+                for (std::size_t m = 16 * p3 * p5; m <= hi; m *= 2)
+                    if (m >= lo) sizes.push_back(m);
+        std::sort(sizes.begin(), sizes.end());
+        std::size_t best = 0;
+        for (std::size_t m : sizes)
+            if (spectra_bytes(m) <= budget && (best == 0 || per_output(m) < per_output(best))) best = m;
+        M_ = best != 0 ? best : sizes.front();
+        hop_ = hop_of(M_);
+        // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md, "Cost
+        // model fit"): recurrence ≈ a·N/2 + b; FFT ≈ c·M·log2(M)/outputs per transform + d.
+        const double rec_cost = kRecA * static_cast<double>(N2) + kRecB;
+        const double fft_cost = kFftC * per_output(M_) + kFftD;
         const double mem = spectra_bytes(M_);
         if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > budget)) {
             plan_.backend = "recurrence";
@@ -279,6 +300,7 @@ public:
                            (mem > budget ? " (and FFT kernel spectra would need " + fmt(mem / 1e6) + " MB)" : "");
             plan_.kernel_length = Lk_;
             plan_.fft_size = M_;
+            plan_.outputs_per_fft = static_cast<std::size_t>(outputs(M_));
             return;
         }
         use_fft_ = true;
@@ -287,23 +309,57 @@ public:
                        " ns/sample/channel vs recurrence " + fmt(rec_cost);
         plan_.kernel_length = Lk_;
         plan_.fft_size = M_;
+        plan_.outputs_per_fft = static_cast<std::size_t>(outputs(M_));
+        xs_ = (hl_ + chunk_ + 15) / 16 * 16 + 16;  // +16 floats: power-of-two strides alias in the caches
+        xc_ = ctx.reserve(H * xs_);
+        // channel-major outputs: in the GLU's scratch when it is wide enough (free until `finish`), else their own
+        ys_ = chunk_ + 16;
+        yc_ = L_.out_w * chunk_ >= H * ys_ ? z_ : ctx.reserve(H * ys_);
+        bufs_ = ctx.reserve(pool_.size() * buf_stride());
         build_fft();
     }
+
+    // Constants of the cost model (ns per sample per channel, one core), fitted by least squares on the
+    // BM_S4DConv sweep (bench/README.md, "Cost model fit"): recurrence = a·N/2 + b, FFT = c·units + d.
+    static constexpr double kRecA = 0.29, kRecB = 1.8, kFftC = 0.27, kFftD = 3.5;
+    // Recurrence: frames per tile, so a group's rows of input and output stay in cache across its state pairs.
+    static constexpr std::size_t kTile = 1024;
 
     void run(const float* in, float* out, std::size_t frames) override {
         const std::size_t H = L_.H;
         if (!use_fft_) {
-            pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) { L_.scan(g0, g1, in, y_.get(), frames, state_.data()); });
+            pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) {
+                for (std::size_t t0 = 0; t0 < frames; t0 += kTile)
+                    L_.scan(g0, g1, in + t0 * H, y_.get() + t0 * H, std::min(kTile, frames - t0), state_.data());
+            }, 1);
         } else {
-            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t part) { fft_channels(h0, h1, in, frames, part); });
+            // Channel-major: history + chunk per channel, so every transform reads one contiguous window.
+            const std::size_t tiles = (frames + 15) / 16;
+            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) {
+                for (std::size_t h = h0; h < h1; ++h) std::copy_n(hist_.data() + h * hl_, hl_, xc_.get() + h * xs_);
+            });
+            pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_in(in, frames, b, e); }, 64);
+            // Overlap-save: segments of hop outputs × channels, independent, handed out as threads come free.
+            const std::size_t segs = (frames + hop_ - 1) / hop_, items = segs * H;
+            pool_.parallel_for(items, [&](std::size_t b, std::size_t e, std::size_t part) {
+                for (std::size_t i = b; i < e; ++i) fft_item(i / segs, i % segs, frames, part);
+            }, 1);
+            pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_out(frames, b, e); }, 64);
+            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) {
+                for (std::size_t h = h0; h < h1; ++h) std::copy_n(xc_.get() + h * xs_ + frames, hl_, hist_.data() + h * hl_);
+            });
+            if (free_left_ > 0)
+                pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) { inject_free(h0, h1, frames); });
         }
-        const std::size_t parts = pool_.size();
-        pool_.parallel_for(parts, [&](std::size_t b, std::size_t e, std::size_t) {
+        // activation + output projection: pieces of frames, a few per thread so they balance
+        const std::size_t piece = std::clamp<std::size_t>(frames / (4 * pool_.size()), 64, 2048);
+        const std::size_t pieces = (frames + piece - 1) / piece;
+        pool_.parallel_for(pieces, [&](std::size_t b, std::size_t e, std::size_t) {
             for (std::size_t p = b; p < e; ++p) {
-                const std::size_t f0 = frames * p / parts, f1 = frames * (p + 1) / parts;
-                if (f1 > f0) L_.finish(y_.get() + f0 * H, out + f0 * H, f1 - f0, z_.get() + f0 * L_.out_w);
+                const std::size_t f0 = p * piece, f1 = std::min(frames, f0 + piece);
+                L_.finish(y_.get() + f0 * H, out + f0 * H, f1 - f0, z_.get() + f0 * L_.out_w);
             }
-        });
+        }, 1);
     }
 
     void reset() override {
@@ -319,14 +375,13 @@ public:
             return;
         }
         // The recurrent state is what the history of the last Lk−1 inputs (and any injected state) left behind.
-        const std::size_t H = L_.H, N2 = L_.N2, hl = Lk_ - 1;
+        const std::size_t H = L_.H, N2 = L_.N2, hl = hl_;
         for (std::size_t h = 0; h < H; ++h) {
-            const float* hist = hist_.data() + h * hl;
             for (std::size_t n = 0; n < N2; ++n) {
                 const cd a = L_.dA[h * N2 + n], b = L_.dB[h * N2 + n];
                 cd x = free_left_ > 0 ? free_[h * N2 + n] : cd{};
                 cd acc{};
-                for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist[k]);  // oldest first
+                for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist_[h * hl + k]);  // oldest first
                 x += acc * b;
                 dst[L_.sidx(h, n)] = static_cast<float>(x.real());
                 dst[L_.plane() + L_.sidx(h, n)] = static_cast<float>(x.imag());
@@ -356,88 +411,141 @@ private:
         return b;
     }
 
+    // Per-channel spectrum stride, rounded so every channel's spectrum starts on a 64-byte boundary: FFTW's
+    // new-array execute needs the alignment the plan was made with.
+    static std::size_t spec_stride(std::size_t m) { return (m / 2 + 1 + 7) / 8 * 8; }
+    // Per thread: a real buffer of M floats and a spectrum, both aligned. Large transforms run in place: one
+    // buffer instead of two keeps the working set in L2 (measured: 2^15–2^16 faster in place, 2^14 out of place).
+    static constexpr std::size_t kInPlaceFrom = 1 << 15;
+    bool in_place() const { return M_ >= kInPlaceFrom; }
+    std::size_t spec_offset() const { return in_place() ? 0 : (M_ + 15) / 16 * 16; }
+    std::size_t buf_stride() const { return spec_offset() + 2 * spec_stride(M_); }
+
     void build_fft() {
-        const std::size_t H = L_.H, N2 = L_.N2, bins = M_ / 2 + 1;
-        kf_ = fftw_buf<fftwf_complex>(H * bins);
-        hist_.assign(H * (Lk_ - 1), 0.0f);
+        const std::size_t H = L_.H, N2 = L_.N2, sb = spec_stride(M_);
+        kf_ = fftw_buf<fftwf_complex>(H * sb);
+        hist_.assign(hl_ * H, 0.0f);
         free_.assign(H * N2, cd{});
-        const std::size_t threads = pool_.size();
-        for (std::size_t i = 0; i < threads; ++i) {
-            work_in_.push_back(fftw_buf<float>(M_));
-            work_f_.push_back(fftw_buf<fftwf_complex>(bins));
-        }
+        auto tmp = fftw_buf<float>(buf_stride());
+        auto* tmp_f = reinterpret_cast<fftwf_complex*>(tmp.get() + spec_offset());
         {
             std::lock_guard lock(fftw_planner_mutex());
             // Measured plans run faster, but measuring a 2^18 transform takes seconds: bound it (FFTW then keeps the
             // best plan found so far, and its wisdom makes the next Batch of the same size instant).
             fftwf_set_timelimit(0.25);
-            auto tmp_in = fftw_buf<float>(M_);
-            auto tmp_f = fftw_buf<fftwf_complex>(bins);
-            fwd_ = fftwf_plan_dft_r2c_1d(static_cast<int>(M_), tmp_in.get(), tmp_f.get(), FFTW_MEASURE);
-            inv_ = fftwf_plan_dft_c2r_1d(static_cast<int>(M_), tmp_f.get(), tmp_in.get(), FFTW_MEASURE);
+            fwd_ = fftwf_plan_dft_r2c_1d(static_cast<int>(M_), tmp.get(), tmp_f, FFTW_MEASURE);
+            inv_ = fftwf_plan_dft_c2r_1d(static_cast<int>(M_), tmp_f, tmp.get(), FFTW_MEASURE);
         }
         if (fwd_ == nullptr || inv_ == nullptr) throw Error("FFTW could not plan a transform of size " + std::to_string(M_));
-        // Kernel spectra, scaled by 1/M so the inverse needs no pass of its own. Kernel taps in double.
-        std::vector<float> k(M_);
+        // Kernel spectra, scaled by 1/M so the inverse needs no pass of its own; D is tap 0 (y = (K + Dδ) ∗ u), so
+        // the skip costs nothing. Kernel taps in double.
         for (std::size_t h = 0; h < H; ++h) {
             std::vector<cd> p(N2);
             for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
-            std::fill(k.begin(), k.end(), 0.0f);
+            float* k = tmp.get();
+            std::fill(k, k + M_, 0.0f);
             for (std::size_t t = 0; t < Lk_; ++t) {
-                double s = 0;
+                double s = t == 0 ? static_cast<double>(L_.D[h]) : 0.0;
                 for (std::size_t n = 0; n < N2; ++n) {
                     s += p[n].real();
                     p[n] *= L_.dA[h * N2 + n];
                 }
                 k[t] = static_cast<float>(s / static_cast<double>(M_));
             }
-            std::copy(k.begin(), k.end(), work_in_[0].get());
-            fftwf_execute_dft_r2c(fwd_, work_in_[0].get(), kf_.get() + h * bins);
+            fftwf_execute_dft_r2c(fwd_, k, tmp_f);
+            std::memcpy(static_cast<void*>(kf_.get() + h * sb), tmp_f, sizeof(fftwf_complex) * (M_ / 2 + 1));
         }
     }
 
-    // Overlap-save for channels [h0, h1) over this chunk; writes y_ (rows of H) including D·u and injected state.
-    void fft_channels(std::size_t h0, std::size_t h1, const float* in, std::size_t frames, std::size_t part) {
-        const std::size_t H = L_.H, N2 = L_.N2, bins = M_ / 2 + 1, hl = Lk_ - 1, hop = M_ - hl;
-        float* buf = work_in_[part].get();
-        float* y = y_.get();
-        fftwf_complex* spec = work_f_[part].get();
-        for (std::size_t h = h0; h < h1; ++h) {
-            float* hist = hist_.data() + h * hl;
-            const fftwf_complex* kf = kf_.get() + h * bins;
-            for (std::size_t t0 = 0; t0 < frames; t0 += hop) {
-                const std::size_t s = std::min(hop, frames - t0);
-                std::copy(hist, hist + hl, buf);
-                for (std::size_t i = 0; i < s; ++i) buf[hl + i] = in[(t0 + i) * H + h];
-                std::fill(buf + hl + s, buf + M_, 0.0f);
-                // next history = last hl samples of buf[0, hl + s)
-                std::copy(buf + s, buf + s + hl, hist);
-                fftwf_execute_dft_r2c(fwd_, buf, spec);
-                for (std::size_t b = 0; b < bins; ++b) {
-                    const float xr = spec[b][0], xi = spec[b][1];
-                    spec[b][0] = xr * kf[b][0] - xi * kf[b][1];
-                    spec[b][1] = xr * kf[b][1] + xi * kf[b][0];
-                }
-                fftwf_execute_dft_c2r(inv_, spec, buf);
-                const float d = L_.D[h];
-                for (std::size_t i = 0; i < s; ++i) {
-                    const float u = in[(t0 + i) * H + h];
-                    y[(t0 + i) * H + h] = buf[hl + i] + d * u;
-                }
+    // Rows [16·b, 16·e) of the chunk, rows of H → xc_ (channel h at h·xs_ + hl + t), in 8×8 tiles.
+    void transpose_in(const float* in, std::size_t frames, std::size_t b, std::size_t e) {
+        const std::size_t H = L_.H;
+        float* xc = xc_.get() + hl_;
+        for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
+            for (std::size_t h0 = 0; h0 < H; h0 += 8)
+                transpose_tile(in + t0 * H + h0, H, xc + h0 * xs_ + t0, xs_, std::min<std::size_t>(8, frames - t0),
+                               std::min<std::size_t>(8, H - h0));
+    }
+
+    // yc_ (channel h at h·ys_ + t) → rows of H in y_, in 8×8 tiles.
+    void transpose_out(std::size_t frames, std::size_t b, std::size_t e) {
+        const std::size_t H = L_.H;
+        for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
+            for (std::size_t h0 = 0; h0 < H; h0 += 8)
+                transpose_tile(yc_.get() + h0 * ys_ + t0, ys_, y_.get() + t0 * H + h0, H, std::min<std::size_t>(8, H - h0),
+                               std::min<std::size_t>(8, frames - t0));
+    }
+
+    // dst[j·ds + i] = src[i·ss + j] for i < rows, j < cols (at most 8 each).
+    static void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds, std::size_t rows,
+                               std::size_t cols) noexcept {
+#if defined(__AVX__)
+        if (rows == 8 && cols == 8) {
+            __m256 r[8], t[8];
+            for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + static_cast<std::size_t>(i) * ss);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
             }
-            if (free_left_ > 0) {  // a loaded recurrent state decays through the first Lk outputs
-                const std::size_t m = std::min(free_left_, frames);
-                for (std::size_t n = 0; n < N2; ++n) {
-                    cd x = free_[h * N2 + n];
-                    const cd a = L_.dA[h * N2 + n], c = L_.C2[h * N2 + n];
-                    for (std::size_t t = 0; t < m; ++t) {
-                        x *= a;
-                        y[t * H + h] += static_cast<float>((c * x).real());
-                    }
-                    free_[h * N2 + n] = x;
-                }
+            for (int i = 0; i < 8; i += 4) {
+                r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+                r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
             }
+            for (int i = 0; i < 4; ++i) {
+                _mm256_storeu_ps(dst + static_cast<std::size_t>(i) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+                _mm256_storeu_ps(dst + static_cast<std::size_t>(i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+            }
+            return;
         }
+#endif
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t j = 0; j < cols; ++j) dst[j * ds + i] = src[i * ss + j];
+    }
+
+    // Overlap-save for channel h, outputs [s·hop, s·hop + hop) of this chunk: the window of M inputs ending there
+    // (history included) is transformed where it lies in xc_ (hop is a multiple of 16 floats, so the window is as
+    // aligned as the plan's arrays) or, for the last window of a chunk, from a zero-padded copy; times the kernel
+    // spectrum; transformed back.
+    void fft_item(std::size_t h, std::size_t s, std::size_t frames, std::size_t part) {
+        const std::size_t hl = hl_, bins = M_ / 2 + 1;
+        const std::size_t t0 = s * hop_, cnt = std::min(hop_, frames - t0);
+        float* buf = bufs_.get() + part * buf_stride();
+        auto* spec = reinterpret_cast<fftwf_complex*>(buf + spec_offset());
+        const float* src = xc_.get() + h * xs_ + t0;
+        const std::size_t have = hl + frames - t0;
+        if (!in_place() && have >= M_ && t0 % 16 == 0) {
+            fftwf_execute_dft_r2c(fwd_, const_cast<float*>(src), spec);  // out of place: FFTW leaves the input intact
+        } else {
+            std::copy_n(src, std::min(have, M_), buf);
+            if (have < M_) std::fill(buf + have, buf + M_, 0.0f);
+            fftwf_execute_dft_r2c(fwd_, buf, spec);
+        }
+        const fftwf_complex* kf = kf_.get() + h * spec_stride(M_);
+        for (std::size_t b = 0; b < bins; ++b) {
+            const float xr = spec[b][0], xi = spec[b][1];
+            spec[b][0] = xr * kf[b][0] - xi * kf[b][1];
+            spec[b][1] = xr * kf[b][1] + xi * kf[b][0];
+        }
+        fftwf_execute_dft_c2r(inv_, spec, buf);
+        std::copy_n(buf + hl, cnt, yc_.get() + h * ys_ + t0);
+    }
+
+    // A loaded recurrent state decays through the first Lk outputs after the load.
+    void inject_free(std::size_t h0, std::size_t h1, std::size_t frames) {
+        const std::size_t H = L_.H, N2 = L_.N2, m = std::min(free_left_, frames);
+        float* y = y_.get();
+        for (std::size_t h = h0; h < h1; ++h)
+            for (std::size_t n = 0; n < N2; ++n) {
+                cd x = free_[h * N2 + n];
+                const cd a = L_.dA[h * N2 + n], c = L_.C2[h * N2 + n];
+                for (std::size_t t = 0; t < m; ++t) {
+                    x *= a;
+                    y[t * H + h] += static_cast<float>((c * x).real());
+                }
+                free_[h * N2 + n] = x;
+            }
     }
 
 public:
@@ -451,12 +559,14 @@ private:
     std::vector<float> state_;
     LayerPlan plan_;
     bool use_fft_ = false;
-    std::size_t Lk_ = 0, M_ = 0;
+    std::size_t Lk_ = 0, M_ = 0, hl_ = 0, hop_ = 0;
     FftwBuf<fftwf_complex> kf_;
-    std::vector<FftwBuf<float>> work_in_;
-    std::vector<FftwBuf<fftwf_complex>> work_f_;
+    std::size_t xs_ = 0, ys_ = 0;  // xc_, yc_ strides per channel
+    Workspace::Slice xc_;      // [H][xs_]: the hl inputs before the chunk, then the chunk (channel-major)
+    Workspace::Slice yc_;      // [H][ys_]: outputs, channel-major
+    Workspace::Slice bufs_;    // per thread: one in-place transform buffer
     fftwf_plan fwd_ = nullptr, inv_ = nullptr;
-    std::vector<float> hist_;
+    std::vector<float> hist_;  // [H][hl]: the last hl inputs, oldest first (the layer's state in this view)
     std::vector<cd> free_;
     std::size_t free_left_ = 0;
 
@@ -542,6 +652,13 @@ std::unique_ptr<Layer> make_s4d(const nlohmann::json& c, Params& p, std::size_t 
                 l->dB[i] = dt / (1.0 - dtA / 2.0) * B;
             }
             l->C2[i] = 2.0 * cd(Cv[2 * i], Cv[2 * i + 1]);
+            const bool finite = std::isfinite(std::abs(l->dA[i])) && std::isfinite(std::abs(l->dB[i])) &&
+                                std::isfinite(std::abs(l->C2[i]));
+            // |Ā| ≤ 1 always holds mathematically (Re A < 0, dt > 0); it fails only when float range is exceeded.
+            if (!finite || !(std::abs(l->dA[i]) <= 1.0))
+                throw ConfigError("layer " + layer_label(c) + ": channel " + std::to_string(h) + ", state " + std::to_string(k) +
+                                  ": log_dt/log_A_real/A_imag/B/C give a non-finite or non-decaying discretised system "
+                                  "(values beyond double range)");
         }
     }
     auto f = [](double v) { return static_cast<float>(v); };

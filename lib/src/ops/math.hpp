@@ -21,7 +21,8 @@ inline float fast_exp(float x) noexcept {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const auto ki = static_cast<std::int32_t>(k);
+    // NaN in gives NaN out through p; k is made finite first because converting NaN to an integer is undefined.
+    const auto ki = static_cast<std::int32_t>(k == k ? k : 0.0f);
     return p * std::bit_cast<float>(static_cast<std::uint32_t>((ki + 127) << 23));
 }
 

@@ -1,5 +1,7 @@
 #include "ops/thread_pool.hpp"
 
+#include <algorithm>
+
 namespace ssm::detail {
 
 ThreadPool::ThreadPool(std::size_t threads) {
@@ -16,15 +18,18 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-static std::pair<std::size_t, std::size_t> share(std::size_t n, std::size_t parts, std::size_t i) {
-    const std::size_t base = n / parts, extra = n % parts;
-    const std::size_t b = i * base + std::min(i, extra);
-    return {b, b + base + (i < extra ? 1 : 0)};
+void ThreadPool::drain(std::size_t part) noexcept {
+    for (;;) {
+        const std::size_t b = next_.fetch_add(job_grain_, std::memory_order_relaxed);
+        if (b >= job_n_) return;
+        (*job_)(b, std::min(job_n_, b + job_grain_), part);
+    }
 }
 
-void ThreadPool::parallel_for(std::size_t n, const Job& fn) {
+void ThreadPool::parallel_for(std::size_t n, const Job& fn, std::size_t grain) {
     if (n == 0) return;
-    if (workers_.empty() || n == 1) {
+    if (grain == 0) grain = std::max<std::size_t>(1, (n + size() - 1) / size());
+    if (workers_.empty() || n <= grain) {
         fn(0, n, 0);
         return;
     }
@@ -32,12 +37,13 @@ void ThreadPool::parallel_for(std::size_t n, const Job& fn) {
         std::lock_guard lock(mutex_);
         job_ = &fn;
         job_n_ = n;
+        job_grain_ = grain;
+        next_.store(0, std::memory_order_relaxed);
         pending_ = workers_.size();
         ++generation_;
     }
     wake_.notify_all();
-    auto [b, e] = share(n, size(), 0);
-    if (b < e) fn(b, e, 0);
+    drain(0);
     std::unique_lock lock(mutex_);
     done_.wait(lock, [this] { return pending_ == 0; });
     job_ = nullptr;
@@ -50,11 +56,8 @@ void ThreadPool::worker(std::size_t index) {
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
-        const auto* fn = job_;
-        const std::size_t n = job_n_;
         lock.unlock();
-        auto [b, e] = share(n, size(), index);
-        if (b < e) (*fn)(b, e, index);
+        drain(index);
         lock.lock();
         if (--pending_ == 0) done_.notify_one();
     }

@@ -1,5 +1,6 @@
 #pragma once
 // A fixed pool for Batch: parallel_for over an index range, the caller's thread taking a share. Not used by Stream.
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -17,18 +18,22 @@ public:
     ThreadPool& operator=(const ThreadPool&) = delete;
 
     std::size_t size() const noexcept { return workers_.size() + 1; }
-    /** Calls fn(begin, end, part) on contiguous parts of [0, n), part < size() naming the thread's share (for
-     * per-thread buffers); returns when all are done. */
+    /** Calls fn(begin, end, part) on disjoint ranges covering [0, n), each of at most `grain` items (0: n split
+     * evenly over the threads), handed out dynamically so a thread that gets less of the CPU (a busy machine)
+     * does less of the work. `part` < size() names the calling thread (for per-thread buffers); one thread may
+     * be called several times. Returns when all are done. */
     using Job = std::function<void(std::size_t, std::size_t, std::size_t)>;
-    void parallel_for(std::size_t n, const Job& fn);
+    void parallel_for(std::size_t n, const Job& fn, std::size_t grain = 0);
 
 private:
     void worker(std::size_t index);
+    void drain(std::size_t part) noexcept;
     std::vector<std::thread> workers_;
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     const Job* job_ = nullptr;
-    std::size_t job_n_ = 0, generation_ = 0, pending_ = 0;
+    std::size_t job_n_ = 0, job_grain_ = 1, generation_ = 0, pending_ = 0;
+    std::atomic<std::size_t> next_{0};
     bool stop_ = false;
 };
 
