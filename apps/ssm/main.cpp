@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "convert.hpp"
+#include "lm_run.hpp"
 #include "signal_io.hpp"
 #include "ssmstream/ssmstream.hpp"
 
@@ -118,7 +119,7 @@ struct RunOptions {
 };
 
 int cmd_info(const fs::path& path, bool json) {
-    const auto m = Model::load(path);
+    const auto m = load_model(path);  // a native file or a checkpoint directory
     const auto& i = m->info();
     if (json) {
         nlohmann::json j = {{"name", i.name}, {"description", i.description}, {"sample_rate", i.sample_rate},
@@ -142,7 +143,9 @@ int cmd_info(const fs::path& path, bool json) {
 
 int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path& out_path, const RunOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto model = Model::load(model_path);
+    const auto model = load_model(model_path);
+    if (is_checkpoint_dir(model_path) || is_token_npy(in_path))  // a language model: token ids in, logits out
+        return run_tokens(model, model_path, in_path, out_path, {o.backend, o.block, o.threads, o.json, o.quiet});
     const auto& mi = model->info();
     const Backend backend = backend_from_string(o.backend);
     if (o.nonfinite != "error" && o.nonfinite != "zero") throw UsageError("--nonfinite must be error or zero");
@@ -276,7 +279,7 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
         nlohmann::json plans = nlohmann::json::array();
         if (engines.front().batch)
             for (const auto& p : engines.front().batch->plan())
-                plans.push_back({{"layer", p.layer}, {"backend", p.backend}, {"reason", p.reason}, {"kernel_length", p.kernel_length}, {"fft_size", p.fft_size}});
+                plans.push_back({{"layer", p.layer}, {"backend", p.backend}, {"reason", p.reason}, {"kernel_length", p.kernel_length}, {"fft_size", p.fft_size}, {"outputs_per_fft", p.outputs_per_fft}});
         const double dur = static_cast<double>(done) / file_rate;
         nlohmann::json j = {{"model", model_path.string()}, {"input", in_path.string()}, {"output", out_path.string()},
                             {"frames", done}, {"channels", cf}, {"sample_rate", file_rate}, {"resampled", resample},
@@ -293,7 +296,7 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
 }
 
 int cmd_stream(const fs::path& model_path, std::size_t block, double rate) {
-    const auto model = Model::load(model_path);
+    const auto model = load_model(model_path);
     const auto& mi = model->info();
     Stream s(model);
     s.prepare({rate, block, 0});
@@ -381,6 +384,10 @@ int main(int argc, char** argv) {
         if (*info) return cmd_info(model, json);
         if (*run) return cmd_run(model, input, output, ro);
         if (*stream) return cmd_stream(model, sblock, srate);
+        if (*conv && is_checkpoint_dir(input)) {
+            std::fprintf(stderr, "ssm: %s -> %s\n", convert_checkpoint(input, output, co.dtype).c_str(), output.c_str());
+            return 0;
+        }
         if (*conv) {
             std::fprintf(stderr, "ssm: %s -> %s\n", convert_model(input, output, co).c_str(), output.c_str());
             return 0;

@@ -1,6 +1,7 @@
 #pragma once
 /** @file The whole public C++ API of ssmstream. */
 #include "ssmstream/batch.hpp"
+#include "ssmstream/checkpoint.hpp"
 #include "ssmstream/error.hpp"
 #include "ssmstream/model.hpp"
 #include "ssmstream/stream.hpp"

@@ -1,0 +1,316 @@
+// Mamba-2 (SSD): the mixer of state-spaces/mamba `mamba_ssm/modules/mamba2.py` (class Mamba2, forward and step) and
+// of transformers' Mamba2Mixer. H heads of P = head_dim channels (E = H·P), G groups sharing B and C, one scalar A
+// per head. Per frame:
+//   [z, xBC, dt] = in_proj(u);  xBC = silu(conv1d(xBC)) (causal, depthwise);  [x, B, C] = xBC  (B, C: [G][N])
+//   Δ[h] = clamp(softplus(dt[h] + dt_bias[h]), dt_limit);  A[h] = −exp(A_log[h])
+//   s[h, p, n] = exp(Δ[h]·A[h])·s[h, p, n] + Δ[h]·x[h, p]·B[g(h), n];  y[h, p] = Σ_n C[g(h), n]·s[h, p, n] + D[h]·x[h, p]
+//   y = RMSNormGated(y, z) (per group of E/G channels: norm(y·silu(z))·w, or norm(y)·w·silu(z) when norm_before_gate)
+//   out = out_proj(y)
+// State per stream: the conv window ([d_conv−1][E+2GN]) then s ([H][P][N]). Stream runs the recurrence; Batch runs the
+// SSD chunked algorithm of the reference `ssd_minimal.py` per head: within a chunk of Q frames the output is
+// (L ∘ C·Bᵀ)·(Δx) plus the carried state read through C, and the state passes from chunk to chunk (matrix products).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "layers/mamba_common.hpp"
+#include "ops/thread_pool.hpp"
+#include "ssmstream/error.hpp"
+
+namespace ssm::detail {
+
+namespace {
+
+class Mamba2 final : public Layer {
+public:
+    std::string name;
+    std::size_t D = 0, E = 0, N = 0, K = 0, H = 0, P = 0, G = 0, Q = 256;
+    bool gated_norm = true, norm_before_gate = false;
+    float norm_eps = 1e-5f, dt_lo = 0.0f, dt_hi = INFINITY;
+    std::vector<float> w_in, b_in, conv_wt, conv_b, dt_bias, A, Dskip /* [E] */, norm_w, w_out, b_out;
+
+    std::size_t conv_dim() const noexcept { return E + 2 * G * N; }
+    std::size_t proj_width() const noexcept { return E + conv_dim() + H; }
+    std::size_t in_width() const noexcept override { return D; }
+    std::size_t out_width() const noexcept override { return D; }
+    std::size_t state_size() const noexcept override { return (K - 1) * conv_dim() + H * P * N; }
+    std::size_t scratch_size(std::size_t mb) const noexcept override {
+        return mb * proj_width() + (K - 1 + mb) * conv_dim() + mb * conv_dim() + mb * H + mb * E + 64;
+    }
+    std::size_t param_count() const noexcept override {
+        return w_in.size() + b_in.size() + conv_wt.size() + conv_b.size() + 3 * H + norm_w.size() + w_out.size() + b_out.size();
+    }
+    std::string describe() const override {
+        return "mamba2 '" + name + "' d_model " + std::to_string(D) + ", d_inner " + std::to_string(E) + ", heads " +
+               std::to_string(H) + " x " + std::to_string(P) + ", groups " + std::to_string(G) + ", d_state " +
+               std::to_string(N) + ", d_conv " + std::to_string(K);
+    }
+
+    struct Buffers {
+        float *zx, *pad, *xbc, *dt, *y;
+    };
+    Buffers carve(float* s, std::size_t mb) const noexcept {
+        Buffers b{};
+        b.zx = s;
+        b.pad = b.zx + mb * proj_width();
+        b.xbc = b.pad + (K - 1 + mb) * conv_dim();
+        b.dt = b.xbc + mb * conv_dim();
+        b.y = b.dt + mb * H;
+        return b;
+    }
+
+    void in_proj(const float* in, const Buffers& b, std::size_t t0, std::size_t t1) const noexcept {
+        const std::size_t w = proj_width();
+        project(in + t0 * D, D, t1 - t0, D, w_in.data(), b_in.empty() ? nullptr : b_in.data(), w, b.zx + t0 * w, w);
+        for (std::size_t t = t0; t < t1; ++t)
+            for (std::size_t h = 0; h < H; ++h) {
+                const float d = softplus(b.zx[t * w + E + conv_dim() + h] + dt_bias[h]);
+                b.dt[t * H + h] = std::min(std::max(d, dt_lo), dt_hi);
+            }
+    }
+    void conv(const Buffers& b, std::size_t frames, float* window, std::size_t c0, std::size_t c1) const noexcept {
+        causal_conv_silu(b.zx + E, proj_width(), frames, conv_dim(), K, conv_wt.data(), conv_b.empty() ? nullptr : conv_b.data(),
+                         window, b.pad, b.xbc, conv_dim(), c0, c1);
+    }
+    const float* Bp(const Buffers& b, std::size_t t, std::size_t g) const noexcept { return b.xbc + t * conv_dim() + E + g * N; }
+    const float* Cp(const Buffers& b, std::size_t t, std::size_t g) const noexcept {
+        return b.xbc + t * conv_dim() + E + G * N + g * N;
+    }
+    // The recurrence, heads [h0, h1).
+    void scan(const Buffers& b, std::size_t frames, float* s_all, std::size_t h0, std::size_t h1) const noexcept {
+        const std::size_t cd = conv_dim(), hpg = H / G;
+        for (std::size_t h = h0; h < h1; ++h) {
+            float* s = s_all + h * P * N;
+            const std::size_t g = h / hpg;
+            for (std::size_t t = 0; t < frames; ++t) {
+                const float d = b.dt[t * H + h], dA = std::exp(d * A[h]);
+                const float* Bv = Bp(b, t, g);
+                const float* Cv = Cp(b, t, g);
+                for (std::size_t p = 0; p < P; ++p) {
+                    const float x = b.xbc[t * cd + h * P + p], dx = d * x;
+                    float* sp = s + p * N;
+                    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                    for (std::size_t n = 0; n < N; ++n) {
+                        sp[n] = dA * sp[n] + dx * Bv[n];
+                        acc += Cv[n] * sp[n];
+                    }
+                    b.y[t * E + h * P + p] = acc + Dskip[h * P + p] * x;
+                }
+            }
+        }
+    }
+    void gate_out(const Buffers& b, float* out, std::size_t t0, std::size_t t1) const noexcept {
+        const std::size_t w = proj_width(), gs = E / G;
+        for (std::size_t t = t0; t < t1; ++t) {
+            float* y = b.y + t * E;
+            const float* z = b.zx + t * w;
+            if (!gated_norm) {
+                for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+                continue;
+            }
+            if (!norm_before_gate)
+                for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+            for (std::size_t g = 0; g < G; ++g) rms_normalize(y + g * gs, gs, norm_eps, norm_w.data() + g * gs);
+            if (norm_before_gate)
+                for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+        }
+        project(b.y + t0 * E, E, t1 - t0, E, w_out.data(), b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
+    }
+
+    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
+        const auto b = carve(scratch, frames);
+        in_proj(in, b, 0, frames);
+        conv(b, frames, state, 0, conv_dim());
+        scan(b, frames, state + (K - 1) * conv_dim(), 0, H);
+        gate_out(b, out, 0, frames);
+    }
+
+    // SSD over one head for `frames` rows, chunks of Q, carrying s ([P][N]). `ws` holds ssd_scratch() floats.
+    std::size_t ssd_scratch() const noexcept { return Q * Q + 4 * Q * P + Q * N + 3 * Q + 16; }
+    void ssd_head(const Buffers& b, std::size_t frames, float* s, std::size_t h, float* ws) const noexcept {
+        using Eigen::Index;
+        const std::size_t cd = conv_dim(), g = h / (H / G);
+        const float a = A[h];
+        float* Mm = ws;
+        float* Xs = Mm + Q * Q;
+        float* Xraw = Xs + Q * P;
+        float* Yc = Xraw + Q * P;
+        float* Tc = Yc + Q * P;
+        float* Bd = Tc + Q * P;
+        const auto at = (reinterpret_cast<std::uintptr_t>(Bd + Q * N) + 7) & ~std::uintptr_t{7};
+        double* acum = reinterpret_cast<double*>(at);  // cumulative Δ·A in float64: exp of differences stays accurate
+        float* dec = reinterpret_cast<float*>(acum + Q);
+        Rows S(s, static_cast<Index>(P), static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(N)));
+        for (std::size_t c0 = 0; c0 < frames; c0 += Q) {
+            const std::size_t L = std::min(Q, frames - c0);
+            const auto Li = static_cast<Index>(L);
+            double run = 0.0;
+            for (std::size_t i = 0; i < L; ++i) {
+                const float d = b.dt[(c0 + i) * H + h];
+                run += static_cast<double>(d) * static_cast<double>(a);
+                acum[i] = run;
+                for (std::size_t p = 0; p < P; ++p) {
+                    const float x = b.xbc[(c0 + i) * cd + h * P + p];
+                    Xraw[i * P + p] = x;
+                    Xs[i * P + p] = d * x;
+                }
+            }
+            ConstRows Bm(Bp(b, c0, g), Li, static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(cd)));
+            ConstRows Cm(Cp(b, c0, g), Li, static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(cd)));
+            Rows M(Mm, Li, Li, Eigen::OuterStride<>(Li));
+            Rows X(Xs, Li, static_cast<Index>(P), Eigen::OuterStride<>(static_cast<Index>(P)));
+            Rows Y(Yc, Li, static_cast<Index>(P), Eigen::OuterStride<>(static_cast<Index>(P)));
+            // Intra-chunk: (L ∘ C·Bᵀ)·(Δx), L[i][j] = exp(Σ_{j<k≤i} Δ_k A) = Π_{j<k≤i} exp(Δ_k A) below the diagonal:
+            // row i is row i−1 times exp(Δ_i A), so the Q² decays cost one multiply each and no exp.
+            M.noalias() = Cm * Bm.transpose();
+            for (std::size_t i = 0; i < L; ++i) {
+                const float e = std::exp(b.dt[(c0 + i) * H + h] * a);
+                float* row = Mm + i * L;
+#pragma omp simd
+                for (std::size_t j = 0; j < i; ++j) {
+                    dec[j] *= e;
+                    row[j] *= dec[j];
+                }
+                dec[i] = 1.0f;
+                for (std::size_t j = i + 1; j < L; ++j) row[j] = 0.0f;
+            }
+            Y.noalias() = M * X;
+            // The carried state read through C, decayed to each row: exp(Σ_{k≤i} Δ_k A) · C_i · sᵀ.
+            Rows T(Tc, Li, static_cast<Index>(P), Eigen::OuterStride<>(static_cast<Index>(P)));
+            T.noalias() = Cm * S.transpose();
+            for (std::size_t i = 0; i < L; ++i) {
+                const float e = static_cast<float>(std::exp(acum[i]));
+                for (std::size_t p = 0; p < P; ++p) Yc[i * P + p] += e * Tc[i * P + p];
+            }
+            for (std::size_t i = 0; i < L; ++i)
+                for (std::size_t p = 0; p < P; ++p)
+                    b.y[(c0 + i) * E + h * P + p] = Yc[i * P + p] + Dskip[h * P + p] * Xraw[i * P + p];
+            // State passing: s ← exp(Σ Δ A)·s + (Δx)ᵀ·(decay ∘ B).
+            Rows Bdec(Bd, Li, static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(N)));
+            for (std::size_t i = 0; i < L; ++i) {
+                const float e = static_cast<float>(std::exp(acum[L - 1] - acum[i]));
+                const float* br = Bp(b, c0 + i, g);
+                for (std::size_t n = 0; n < N; ++n) Bd[i * N + n] = e * br[n];
+            }
+            S *= static_cast<float>(std::exp(acum[L - 1]));
+            S.noalias() += X.transpose() * Bdec;
+        }
+    }
+
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
+};
+
+// Batch: the chunk in pieces of up to kPiece frames (bounded scratch), projections split by rows over the pool,
+// the convolution by channels, and SSD by heads (each head carries its own state through the piece).
+class Mamba2Runner final : public LayerRunner {
+public:
+    Mamba2Runner(const Mamba2& l, BatchContext& ctx) : l_(l), pool_(ctx.pool) {
+        piece_ = std::min<std::size_t>(std::max<std::size_t>(kPiece / l.Q, 1) * l.Q, ctx.options.chunk_frames);
+        scratch_ = ctx.reserve(l.scratch_size(piece_));
+        ssd_ = ctx.reserve(l.ssd_scratch() * pool_.size());
+        state_.assign(l.state_size(), 0.0f);
+    }
+    void run(const float* in, float* out, std::size_t frames) override {
+        const std::size_t cd = l_.conv_dim();
+        for (std::size_t f0 = 0; f0 < frames; f0 += piece_) {
+            const std::size_t n = std::min(piece_, frames - f0);
+            const auto b = l_.carve(scratch_.get(), n);
+            const float* x = in + f0 * l_.D;
+            float* y = out + f0 * l_.D;
+            rows(n, [&](std::size_t t0, std::size_t t1) { l_.in_proj(x, b, t0, t1); });
+            split(cd, 16, [&](std::size_t c0, std::size_t c1, std::size_t) { l_.conv(b, n, state_.data(), c0, c1); });
+            float* s = state_.data() + (l_.K - 1) * cd;
+            split(l_.H, 1, [&](std::size_t h0, std::size_t h1, std::size_t part) {
+                for (std::size_t h = h0; h < h1; ++h) l_.ssd_head(b, n, s + h * l_.P * l_.N, h, ssd_.get() + part * l_.ssd_scratch());
+            });
+            rows(n, [&](std::size_t t0, std::size_t t1) { l_.gate_out(b, y, t0, t1); });
+        }
+    }
+    void reset() override { std::fill(state_.begin(), state_.end(), 0.0f); }
+    void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
+    void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
+    void collect_plans(std::vector<LayerPlan>& plans) const override {
+        plans.push_back({l_.describe(), "ssd", "SSD chunks of " + std::to_string(l_.Q) + " frames, heads split over threads", 0, 0});
+    }
+
+private:
+    template <class F>
+    void rows(std::size_t n, F&& f) {
+        const std::size_t grain = std::max<std::size_t>(64, (n + pool_.size() - 1) / pool_.size());
+        pool_.parallel_for(pieces_of(n, grain), [&](std::size_t b, std::size_t e, std::size_t) {
+            f(b * grain, std::min(n, e * grain));
+        }, 1);
+    }
+    template <class F>
+    void split(std::size_t total, std::size_t grain, F&& f) {
+        pool_.parallel_for(pieces_of(total, grain), [&](std::size_t b, std::size_t e, std::size_t part) {
+            f(b * grain, std::min(total, e * grain), part);
+        }, 1);
+    }
+    static constexpr std::size_t kPiece = 1024;
+    const Mamba2& l_;
+    ThreadPool& pool_;
+    std::size_t piece_ = 0;
+    Workspace::Slice scratch_, ssd_;
+    std::vector<float> state_;
+};
+
+std::unique_ptr<LayerRunner> Mamba2::make_runner(BatchContext& ctx) const { return std::make_unique<Mamba2Runner>(*this, ctx); }
+
+}  // namespace
+
+std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size_t in_width) {
+    check_fields(c, {"d_model", "d_inner", "d_state", "d_conv", "head_dim", "n_groups", "bias", "conv_bias", "norm",
+                     "norm_before_gate", "norm_eps", "dt_limit", "d_per_channel", "chunk_size"});
+    auto m = std::make_unique<Mamba2>();
+    const auto fail = [&](const std::string& what) { throw ConfigError("layer " + layer_label(c) + ": " + what); };
+    m->name = get_string(c, "name", "", true);
+    m->D = get_size(c, "d_model");
+    m->E = get_size(c, "d_inner");
+    m->N = get_size(c, "d_state");
+    m->K = get_size(c, "d_conv");
+    m->P = get_size(c, "head_dim");
+    m->G = get_size(c, "n_groups", 1, false);
+    m->Q = get_size(c, "chunk_size", 256, false);
+    if (m->E % m->P != 0) fail("d_inner must be a multiple of head_dim");
+    m->H = m->E / m->P;
+    if (m->H % m->G != 0) fail("the number of heads (d_inner / head_dim) must be a multiple of n_groups");
+    m->gated_norm = get_bool(c, "norm", true);
+    m->norm_before_gate = get_bool(c, "norm_before_gate", false);
+    m->norm_eps = static_cast<float>(get_number(c, "norm_eps", 1e-5));
+    if (c.contains("dt_limit")) {
+        const auto& lim = c["dt_limit"];
+        if (!lim.is_array() || lim.size() != 2 || !lim[0].is_number() || !(lim[1].is_number() || lim[1].is_null()))
+            fail("dt_limit must be [low, high] (high null = no upper limit)");
+        m->dt_lo = lim[0].get<float>();
+        m->dt_hi = lim[1].is_null() ? INFINITY : lim[1].get<float>();
+        if (!(m->dt_lo <= m->dt_hi)) fail("dt_limit must have low <= high");
+    }
+    const bool bias = get_bool(c, "bias", false), conv_bias = get_bool(c, "conv_bias", true);
+    const bool d_per_channel = get_bool(c, "d_per_channel", false);
+    const auto D = static_cast<std::int64_t>(m->D), E = static_cast<std::int64_t>(m->E), H = static_cast<std::int64_t>(m->H),
+               K = static_cast<std::int64_t>(m->K), CD = static_cast<std::int64_t>(m->conv_dim()),
+               PW = static_cast<std::int64_t>(m->proj_width());
+    const std::string pre = m->name + ".";
+    m->w_in = to_floats(p.take(pre + "in_proj.weight", {PW, D}));
+    if (bias) m->b_in = to_floats(p.take(pre + "in_proj.bias", {PW}));
+    const auto cw = p.take(pre + "conv1d.weight", {CD, 1, K});
+    m->conv_wt.resize(m->K * m->conv_dim());
+    for (std::size_t ch = 0; ch < m->conv_dim(); ++ch)
+        for (std::size_t k = 0; k < m->K; ++k) m->conv_wt[k * m->conv_dim() + ch] = static_cast<float>(cw[ch * m->K + k]);
+    if (conv_bias) m->conv_b = to_floats(p.take(pre + "conv1d.bias", {CD}));
+    m->dt_bias = to_floats(p.take(pre + "dt_bias", {H}));
+    const auto alog = p.take(pre + "A_log", {H});
+    for (double v : alog) m->A.push_back(static_cast<float>(-std::exp(v)));
+    const auto dv = p.take(pre + "D", {d_per_channel ? E : H});
+    m->Dskip.resize(m->E);
+    for (std::size_t i = 0; i < m->E; ++i) m->Dskip[i] = static_cast<float>(d_per_channel ? dv[i] : dv[i / m->P]);
+    if (m->gated_norm) m->norm_w = to_floats(p.take(pre + "norm.weight", {E}));
+    m->w_out = to_floats(p.take(pre + "out_proj.weight", {D, E}));
+    if (bias) m->b_out = to_floats(p.take(pre + "out_proj.bias", {D}));
+    if (in_width != m->D) fail("d_model " + std::to_string(m->D) + " but receives " + std::to_string(in_width) + " channels");
+    return m;
+}
+
+}  // namespace ssm::detail

@@ -1,0 +1,99 @@
+#pragma once
+// Pieces shared by the selective-SSM families (mamba.cpp, mamba2.cpp, mamba_stack.cpp): the projections as Eigen
+// matrix products over Maps of the caller's rows, the causal depthwise convolution with its carried window, softplus
+// as PyTorch computes it, RMS normalisation, and the factories the registry maps to.
+//
+// Eigen's GEMM needs packing buffers. Below this size it takes them from the stack (alloca) instead of the heap, so
+// a block's projections stay allocation-free inside Stream::process (tests/test_mamba_realtime.cpp counts). Eigen
+// sizes them from the cache sizes: about kc·mc floats (mc chosen to fit L2) plus kc·min(frames, nc), kc ≤ 320, so a
+// process call uses in the order of 1–2 MB of stack for large layers: a real-time thread needs a stack of a few MB
+// (Linux's default 8 MB is plenty). No other translation unit of the library uses Eigen's float GEMM, so the limit
+// set here is the one its instantiations see.
+#ifndef EIGEN_STACK_ALLOCATION_LIMIT
+#define EIGEN_STACK_ALLOCATION_LIMIT (4 * 1024 * 1024)
+#endif
+// GCC 12 reports a false "may be used uninitialized" inside Eigen's AVX-512 transpose; the location is Eigen's.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Core>
+#pragma GCC diagnostic pop
+#include <cmath>
+#include <cstddef>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "layers/layer.hpp"
+#include "ops/math.hpp"
+
+namespace ssm::detail {
+
+std::unique_ptr<Layer> make_mamba(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_rmsnorm(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_embedding(const nlohmann::json& c, Params& p, std::size_t in_width);
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRows = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+using Rows = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+
+/** out[t, :] = in[t, :] · Wᵀ + b for t < frames: a PyTorch nn.Linear with W [n, k] row-major. Rows are `in_stride`
+ * and `out_stride` floats apart (a column slice of a wider row). `b` may be null. */
+inline void project(const float* in, std::size_t in_stride, std::size_t frames, std::size_t k, const float* w,
+                    const float* b, std::size_t n, float* out, std::size_t out_stride) noexcept {
+    if (frames == 0) return;
+    const auto f = static_cast<Eigen::Index>(frames), kk = static_cast<Eigen::Index>(k), nn = static_cast<Eigen::Index>(n);
+    ConstRows x(in, f, kk, Eigen::OuterStride<>(static_cast<Eigen::Index>(in_stride)));
+    ConstRows wm(w, nn, kk, Eigen::OuterStride<>(kk));
+    Rows y(out, f, nn, Eigen::OuterStride<>(static_cast<Eigen::Index>(out_stride)));
+    y.noalias() = x * wm.transpose();
+    if (b != nullptr) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, nn);
+}
+
+/** PyTorch's softplus (beta 1, threshold 20): x above 20 passes through, else log1p(exp(x)). */
+inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+/** y = x / sqrt(mean(x²) + eps), optionally × weight: the RMS norms of Mamba, Mamba-2 and FalconMamba. */
+inline void rms_normalize(float* x, std::size_t w, float eps, const float* weight) noexcept {
+    float ss = 0.0f;
+    for (std::size_t i = 0; i < w; ++i) ss += x[i] * x[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(w) + eps);
+    if (weight != nullptr)
+        for (std::size_t i = 0; i < w; ++i) x[i] = weight[i] * (x[i] * inv);
+    else
+        for (std::size_t i = 0; i < w; ++i) x[i] = x[i] * inv;
+}
+
+/** The causal depthwise convolution of Mamba's conv1d (kernel K, left padding K−1) followed by SiLU, over channels
+ * [c0, c1) of `frames` rows. `src` rows are `src_stride` apart; `window` holds the previous K−1 input rows ([K−1][C],
+ * oldest first) and is advanced. `wt` is the kernel transposed to [K][C]; `bias` may be null. `pad` is scratch of
+ * (K−1+frames)×C floats. */
+inline void causal_conv_silu(const float* src, std::size_t src_stride, std::size_t frames, std::size_t C,
+                             std::size_t K, const float* wt, const float* bias, float* window, float* pad, float* dst,
+                             std::size_t dst_stride, std::size_t c0, std::size_t c1) noexcept {
+    const std::size_t h = K - 1;
+    for (std::size_t j = 0; j < h; ++j)
+        for (std::size_t c = c0; c < c1; ++c) pad[j * C + c] = window[j * C + c];
+    for (std::size_t t = 0; t < frames; ++t)
+        for (std::size_t c = c0; c < c1; ++c) pad[(h + t) * C + c] = src[t * src_stride + c];
+    for (std::size_t t = 0; t < frames; ++t) {
+        float* y = dst + t * dst_stride;
+        for (std::size_t c = c0; c < c1; ++c) y[c] = bias ? bias[c] : 0.0f;
+        for (std::size_t k = 0; k < K; ++k) {
+            const float* xr = pad + (t + k) * C;
+            const float* wk = wt + k * C;
+#pragma omp simd
+            for (std::size_t c = c0; c < c1; ++c) y[c] += wk[c] * xr[c];
+        }
+#pragma omp simd
+        for (std::size_t c = c0; c < c1; ++c) y[c] = silu(y[c]);
+    }
+    for (std::size_t j = 0; j < h; ++j)
+        for (std::size_t c = c0; c < c1; ++c) window[j * C + c] = pad[(frames + j) * C + c];
+}
+
+/** Rows [r0, r1) of `n` split into pieces of at least `grain` for the pool. */
+inline std::size_t pieces_of(std::size_t n, std::size_t grain) { return n == 0 ? 0 : (n + grain - 1) / grain; }
+
+std::vector<float> to_floats(const std::vector<double>& v);
+
+}  // namespace ssm::detail
