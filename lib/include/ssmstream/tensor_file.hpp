@@ -43,6 +43,10 @@ public:
     static TensorFile open(const std::filesystem::path& path);
     /** Validates a copy of `data`; `label` names it in error messages (fuzzing, tests, network input). */
     static TensorFile from_bytes(std::span<const std::byte> data, std::string label);
+    /** A file made of other files' tensors, without copying them: `tensors` are views into `sources` (renamed as
+     * given; one source tensor may appear under several names), kept alive by the new file. Names must be unique. */
+    static TensorFile compose(std::string label, std::map<std::string, std::string> metadata, std::vector<TensorView> tensors,
+                              std::vector<TensorFile> sources);
 
     TensorFile(TensorFile&&) noexcept;
     TensorFile& operator=(TensorFile&&) noexcept;

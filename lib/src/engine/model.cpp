@@ -3,6 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#define XXH_INLINE_ALL  // header-only use: no link dependency for the library or its users
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on its own AVX-512 intrinsics (a false positive)
+#include <xxhash.h>
+#pragma GCC diagnostic pop
+
 #include "layers/layer.hpp"
 #include "ssmstream/error.hpp"
 #include "ssmstream/model.hpp"
@@ -115,15 +121,16 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
         m->max_width_ = std::max({m->max_width_, l->in_width(), l->out_width()});
         l->describe_into(info.layers, "");
     }
-    // FNV-1a over config and weights: a saved state names the model it belongs to.
-    std::uint64_t hsh = 1469598103934665603ull;
-    auto mix = [&](const void* p, std::size_t n) {
-        const auto* b = static_cast<const unsigned char*>(p);
-        for (std::size_t i = 0; i < n; ++i) hsh = (hsh ^ b[i]) * 1099511628211ull;
-    };
-    mix(it->second.data(), it->second.size());
-    for (const auto& t : file.tensors()) mix(t.bytes.data(), t.bytes.size());
-    m->fingerprint_ = hsh;
+    // XXH3 over config, tensor names and weights: a saved state names the model it belongs to. (At ~10+ GB/s it
+    // costs a 130M-parameter checkpoint a few tens of ms; the byte-wise FNV-1a it replaced took most of a second.)
+    XXH3_state_t hs;
+    XXH3_64bits_reset(&hs);
+    XXH3_64bits_update(&hs, it->second.data(), it->second.size());
+    for (const auto& t : file.tensors()) {
+        XXH3_64bits_update(&hs, t.name.data(), t.name.size());
+        XXH3_64bits_update(&hs, t.bytes.data(), t.bytes.size());
+    }
+    m->fingerprint_ = XXH3_64bits_digest(&hs);
     return m;
 }
 

@@ -322,7 +322,17 @@ bool is_checkpoint_dir(const fs::path& path) {
     return fs::is_directory(path, ec) && fs::exists(path / "config.json", ec);
 }
 
-ImportedCheckpoint import_checkpoint(const fs::path& dir) {
+namespace {
+
+/** A checkpoint read and validated, its tensors still views into the mapped files. */
+struct CheckpointView {
+    std::string config_json;
+    std::string architecture;
+    Weights weights;
+    std::vector<TensorView> tensors;  // native names; the tied head is a second view of the embedding
+};
+
+CheckpointView read_checkpoint(const fs::path& dir) {
     if (!is_checkpoint_dir(dir)) throw FormatError(dir.string() + ": not a checkpoint directory (no config.json)");
     const auto cfg_path = dir / "config.json";
     const auto c = read_json(cfg_path);
@@ -330,7 +340,7 @@ ImportedCheckpoint import_checkpoint(const fs::path& dir) {
     const Arch a = c.contains("model_type") ? parse_transformers(c, cfg_path.string()) : c.contains("d_model") && c.contains("n_layer")
                                                                                               ? parse_mamba_ssm(c, cfg_path.string())
                                                                                               : throw ConfigError(cfg_path.string() + ": neither a transformers config (model_type) nor a mamba_ssm one (d_model, n_layer)");
-    const Weights w = open_weights(dir);
+    Weights w = open_weights(dir);
     const std::string label = dir.string();
 
     // Module paths: `backbone.` for *ForCausalLM and MambaLMHeadModel, none for a bare MambaModel; the embedding is
@@ -358,7 +368,7 @@ ImportedCheckpoint import_checkpoint(const fs::path& dir) {
     layers.push_back(norm(pre + "norm_f"));
     if (head) layers.push_back({{"type", "linear"}, {"name", "lm_head"}, {"in", a.d_model}, {"out", a.vocab}, {"bias", false}});
 
-    ImportedCheckpoint out;
+    CheckpointView out;
     out.architecture = (a.cls.empty() ? a.family : a.cls) + " (" + a.source + ")";
     const json native = {{"format", "ssmstream"}, {"version", 1}, {"name", dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string()},
                          {"description", out.architecture + ": " + std::to_string(a.n_layer) + " " + a.family + " blocks, d_model " +
@@ -370,14 +380,24 @@ ImportedCheckpoint import_checkpoint(const fs::path& dir) {
     const bool tied_head = head && a.tie;
     for (const auto& name : w.order) {
         if (tied_head && name == "lm_head.weight") continue;
-        const auto* t = w.find(name);
-        out.tensors.push_back({name, t->shape, TensorFile::to_double(*t), t->dtype});
+        out.tensors.push_back(*w.find(name));
     }
     if (head && (a.tie || !w.find("lm_head.weight"))) {
         if (!a.tie) throw FormatError(label + ": missing tensor 'lm_head.weight' (the config says the LM head is not tied)");
-        const auto* t = w.find(emb + ".weight");
-        out.tensors.push_back({"lm_head.weight", t->shape, TensorFile::to_double(*t), t->dtype});
+        TensorView t = *w.find(emb + ".weight");
+        t.name = "lm_head.weight";
+        out.tensors.push_back(std::move(t));
     }
+    out.weights = std::move(w);
+    return out;
+}
+
+}  // namespace
+
+ImportedCheckpoint import_checkpoint(const fs::path& dir) {
+    const auto v = read_checkpoint(dir);
+    ImportedCheckpoint out{v.config_json, {}, v.architecture};
+    for (const auto& t : v.tensors) out.tensors.push_back({t.name, t.shape, TensorFile::to_double(t), t.dtype});
     return out;
 }
 
@@ -387,9 +407,10 @@ std::vector<std::byte> encode_native(const ImportedCheckpoint& ckpt) {
 
 std::shared_ptr<const Model> load_model(const fs::path& path) {
     if (!is_checkpoint_dir(path)) return Model::load(path);
-    const auto ckpt = import_checkpoint(path);
-    const auto bytes = encode_native(ckpt);
-    return Model::from_tensor_file(TensorFile::from_bytes(bytes, path.string()));
+    // Zero-copy: the model is built straight from the mapped checkpoint files (each layer copies what it keeps).
+    auto v = read_checkpoint(path);
+    const auto file = TensorFile::compose(path.string(), {{"ssmstream", v.config_json}}, std::move(v.tensors), std::move(v.weights.files));
+    return Model::from_tensor_file(file);
 }
 
 }  // namespace ssm

@@ -154,6 +154,7 @@ struct TensorFile::Storage {
     void* map = nullptr;
     std::size_t map_size = 0;
     std::vector<std::byte> copy;
+    std::vector<TensorFile> sources;  // compose(): the files whose bytes the views point into
     ~Storage() {
         if (map != nullptr) ::munmap(map, map_size);
     }
@@ -162,6 +163,22 @@ struct TensorFile::Storage {
 TensorFile::TensorFile(TensorFile&&) noexcept = default;
 TensorFile& TensorFile::operator=(TensorFile&&) noexcept = default;
 TensorFile::~TensorFile() = default;
+
+TensorFile TensorFile::compose(std::string label, std::map<std::string, std::string> metadata, std::vector<TensorView> tensors,
+                               std::vector<TensorFile> sources) {
+    TensorFile f;
+    f.label_ = std::move(label);
+    f.storage_ = std::make_unique<Storage>();
+    f.storage_->sources = std::move(sources);  // moving a TensorFile keeps its mapping (and so the views) valid
+    f.metadata_ = std::move(metadata);
+    std::set<std::string_view> seen;
+    for (const auto& t : tensors) {
+        if (!seen.insert(t.name).second) fail(f.label_, "tensor '" + t.name + "': duplicate name");
+        if (t.numel() * dtype_size(t.dtype) != t.bytes.size()) fail(f.label_, "tensor '" + t.name + "': shape and byte length disagree");
+    }
+    f.tensors_ = std::move(tensors);
+    return f;
+}
 
 TensorFile TensorFile::open(const std::filesystem::path& path) {
     TensorFile f;
@@ -177,7 +194,7 @@ TensorFile TensorFile::open(const std::filesystem::path& path) {
     }
     const auto size = static_cast<std::size_t>(st.st_size);
     if (size > 0) {
-        void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
         if (m == MAP_FAILED) {
             const int e = errno;
             ::close(fd);

@@ -25,6 +25,9 @@ public:
      * An extra trailing dimension of 1 (Conv1d k=1 weights) is accepted when `allow_trailing_one`. */
     std::vector<double> take(const std::string& name, const std::vector<std::int64_t>& shape,
                              bool allow_trailing_one = false);
+    /** As take(), converted straight to float32 (large weights: no float64 copy). */
+    std::vector<float> take_floats(const std::string& name, const std::vector<std::int64_t>& shape,
+                                   bool allow_trailing_one = false);
     bool has(const std::string& name) const;
     const TensorView& view(const std::string& name) const;
     /** Names of tensors in the file that no layer took. */
@@ -32,6 +35,7 @@ public:
     const std::string& label() const { return file_.label(); }
 
 private:
+    const TensorView& checked(const std::string& name, const std::vector<std::int64_t>& shape, bool allow_trailing_one) const;
     const TensorFile& file_;
     std::vector<std::string>* used_;
     std::shared_ptr<std::vector<std::string>> used_store_;

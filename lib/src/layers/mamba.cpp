@@ -16,7 +16,6 @@
 
 namespace ssm::detail {
 
-std::vector<float> to_floats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 
 namespace {
 
@@ -199,22 +198,22 @@ std::unique_ptr<Layer> make_mamba(const nlohmann::json& c, Params& p, std::size_
     const auto D = static_cast<std::int64_t>(m->D), E = static_cast<std::int64_t>(m->E), N = static_cast<std::int64_t>(m->N),
                K = static_cast<std::int64_t>(m->K), R = static_cast<std::int64_t>(m->R);
     const std::string pre = m->name + ".";
-    m->w_in = to_floats(p.take(pre + "in_proj.weight", {2 * E, D}));
-    if (bias) m->b_in = to_floats(p.take(pre + "in_proj.bias", {2 * E}));
+    m->w_in = p.take_floats(pre + "in_proj.weight", {2 * E, D});
+    if (bias) m->b_in = p.take_floats(pre + "in_proj.bias", {2 * E});
     const auto cw = p.take(pre + "conv1d.weight", {E, 1, K});
     m->conv_wt.resize(m->K * m->E);
     for (std::size_t ch = 0; ch < m->E; ++ch)
         for (std::size_t k = 0; k < m->K; ++k) m->conv_wt[k * m->E + ch] = static_cast<float>(cw[ch * m->K + k]);
-    if (conv_bias) m->conv_b = to_floats(p.take(pre + "conv1d.bias", {E}));
-    m->w_x = to_floats(p.take(pre + "x_proj.weight", {R + 2 * N, E}));
-    m->w_dt = to_floats(p.take(pre + "dt_proj.weight", {E, R}));
-    m->b_dt = to_floats(p.take(pre + "dt_proj.bias", {E}));
+    if (conv_bias) m->conv_b = p.take_floats(pre + "conv1d.bias", {E});
+    m->w_x = p.take_floats(pre + "x_proj.weight", {R + 2 * N, E});
+    m->w_dt = p.take_floats(pre + "dt_proj.weight", {E, R});
+    m->b_dt = p.take_floats(pre + "dt_proj.bias", {E});
     const auto alog = p.take(pre + "A_log", {E, N});
     m->A.resize(alog.size());
     for (std::size_t i = 0; i < alog.size(); ++i) m->A[i] = static_cast<float>(-std::exp(alog[i]));
-    m->Dskip = to_floats(p.take(pre + "D", {E}));
-    m->w_out = to_floats(p.take(pre + "out_proj.weight", {D, E}));
-    if (bias) m->b_out = to_floats(p.take(pre + "out_proj.bias", {D}));
+    m->Dskip = p.take_floats(pre + "D", {E});
+    m->w_out = p.take_floats(pre + "out_proj.weight", {D, E});
+    if (bias) m->b_out = p.take_floats(pre + "out_proj.bias", {D});
     if (in_width != m->D)
         throw ConfigError("layer " + layer_label(c) + ": d_model " + std::to_string(m->D) + " but receives " +
                           std::to_string(in_width) + " channels");

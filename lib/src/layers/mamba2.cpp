@@ -293,22 +293,22 @@ std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size
                K = static_cast<std::int64_t>(m->K), CD = static_cast<std::int64_t>(m->conv_dim()),
                PW = static_cast<std::int64_t>(m->proj_width());
     const std::string pre = m->name + ".";
-    m->w_in = to_floats(p.take(pre + "in_proj.weight", {PW, D}));
-    if (bias) m->b_in = to_floats(p.take(pre + "in_proj.bias", {PW}));
+    m->w_in = p.take_floats(pre + "in_proj.weight", {PW, D});
+    if (bias) m->b_in = p.take_floats(pre + "in_proj.bias", {PW});
     const auto cw = p.take(pre + "conv1d.weight", {CD, 1, K});
     m->conv_wt.resize(m->K * m->conv_dim());
     for (std::size_t ch = 0; ch < m->conv_dim(); ++ch)
         for (std::size_t k = 0; k < m->K; ++k) m->conv_wt[k * m->conv_dim() + ch] = static_cast<float>(cw[ch * m->K + k]);
-    if (conv_bias) m->conv_b = to_floats(p.take(pre + "conv1d.bias", {CD}));
-    m->dt_bias = to_floats(p.take(pre + "dt_bias", {H}));
+    if (conv_bias) m->conv_b = p.take_floats(pre + "conv1d.bias", {CD});
+    m->dt_bias = p.take_floats(pre + "dt_bias", {H});
     const auto alog = p.take(pre + "A_log", {H});
     for (double v : alog) m->A.push_back(static_cast<float>(-std::exp(v)));
     const auto dv = p.take(pre + "D", {d_per_channel ? E : H});
     m->Dskip.resize(m->E);
     for (std::size_t i = 0; i < m->E; ++i) m->Dskip[i] = static_cast<float>(d_per_channel ? dv[i] : dv[i / m->P]);
-    if (m->gated_norm) m->norm_w = to_floats(p.take(pre + "norm.weight", {E}));
-    m->w_out = to_floats(p.take(pre + "out_proj.weight", {D, E}));
-    if (bias) m->b_out = to_floats(p.take(pre + "out_proj.bias", {D}));
+    if (m->gated_norm) m->norm_w = p.take_floats(pre + "norm.weight", {E});
+    m->w_out = p.take_floats(pre + "out_proj.weight", {D, E});
+    if (bias) m->b_out = p.take_floats(pre + "out_proj.bias", {D});
     if (in_width != m->D) fail("d_model " + std::to_string(m->D) + " but receives " + std::to_string(in_width) + " channels");
     return m;
 }

@@ -94,6 +94,5 @@ inline void causal_conv_silu(const float* src, std::size_t src_stride, std::size
 /** Rows [r0, r1) of `n` split into pieces of at least `grain` for the pool. */
 inline std::size_t pieces_of(std::size_t n, std::size_t grain) { return n == 0 ? 0 : (n + grain - 1) / grain; }
 
-std::vector<float> to_floats(const std::vector<double>& v);
 
 }  // namespace ssm::detail

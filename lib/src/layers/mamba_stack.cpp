@@ -68,7 +68,7 @@ std::unique_ptr<Layer> make_rmsnorm(const nlohmann::json& c, Params& p, std::siz
     l->dim = get_size(c, "dim");
     l->eps = static_cast<float>(get_number(c, "eps", 1e-5));
     if (!(l->eps >= 0.0f)) throw ConfigError("layer " + layer_label(c) + ": eps must be >= 0");
-    l->weight = to_floats(p.take(l->name + ".weight", {static_cast<std::int64_t>(l->dim)}));
+    l->weight = p.take_floats(l->name + ".weight", {static_cast<std::int64_t>(l->dim)});
     (void)in_width;
     return l;
 }
@@ -81,7 +81,7 @@ std::unique_ptr<Layer> make_embedding(const nlohmann::json& c, Params& p, std::s
     l->vocab = get_size(c, "vocab");
     l->dim = get_size(c, "dim");
     if (l->vocab > (1u << 24)) throw ConfigError("layer " + layer_label(c) + ": vocab above 2^24 cannot be carried in float32 frames");
-    l->table = to_floats(p.take(l->name + ".weight", {static_cast<std::int64_t>(l->vocab), static_cast<std::int64_t>(l->dim)}));
+    l->table = p.take_floats(l->name + ".weight", {static_cast<std::int64_t>(l->vocab), static_cast<std::int64_t>(l->dim)});
     (void)in_width;
     return l;
 }

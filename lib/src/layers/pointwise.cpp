@@ -1,4 +1,5 @@
 // Per-frame layers: linear (and Conv1d k=1), LayerNorm, inference BatchNorm (folded to an affine), activations, GLU.
+#include <algorithm>
 #include <cmath>
 
 #include "layers/layer.hpp"
@@ -14,10 +15,14 @@ std::vector<float> to_f32(const std::vector<double>& v) { return {v.begin(), v.e
 
 class Linear final : public Layer {
 public:
-    Linear(std::string name, std::size_t in, std::size_t out, std::vector<double> w, std::vector<double> b)
+    Linear(std::string name, std::size_t in, std::size_t out, const std::vector<float>& w, std::vector<double> b)
         : name_(std::move(name)), in_(in), out_(out), wt_(in * out), bias_(to_f32(b)) {
-        for (std::size_t o = 0; o < out; ++o)
-            for (std::size_t i = 0; i < in; ++i) wt_[i * out + o] = static_cast<float>(w[o * in + i]);
+        // [out][in] (PyTorch) -> [in][out], in 64x64 tiles (an LM head is 50k x 768: a plain strided loop thrashes).
+        constexpr std::size_t T = 64;
+        for (std::size_t o0 = 0; o0 < out; o0 += T)
+            for (std::size_t i0 = 0; i0 < in; i0 += T)
+                for (std::size_t o = o0; o < std::min(out, o0 + T); ++o)
+                    for (std::size_t i = i0; i < std::min(in, i0 + T); ++i) wt_[i * out + o] = w[o * in + i];
     }
     std::size_t in_width() const noexcept override { return in_; }
     std::size_t out_width() const noexcept override { return out_; }
@@ -148,10 +153,10 @@ std::unique_ptr<Layer> make_linear(const nlohmann::json& c, Params& p, std::size
     const auto name = get_string(c, "name", "", true);
     const auto in = get_size(c, "in", in_width, false);
     const auto out = get_size(c, "out");
-    auto w = p.take(name + ".weight", {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)}, true);
+    const auto w = p.take_floats(name + ".weight", {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)}, true);
     std::vector<double> b;
     if (get_bool(c, "bias", true)) b = p.take(name + ".bias", {static_cast<std::int64_t>(out)});
-    return std::make_unique<Linear>(name, in, out, std::move(w), std::move(b));
+    return std::make_unique<Linear>(name, in, out, w, std::move(b));
 }
 
 std::unique_ptr<Layer> make_layernorm(const nlohmann::json& c, Params& p, std::size_t in_width) {

@@ -109,7 +109,7 @@ static std::string shape_string(const std::vector<std::int64_t>& s) {
     return r + "]";
 }
 
-std::vector<double> Params::take(const std::string& name, const std::vector<std::int64_t>& shape, bool allow_trailing_one) {
+const TensorView& Params::checked(const std::string& name, const std::vector<std::int64_t>& shape, bool allow_trailing_one) const {
     const auto& t = view(name);
     auto got = t.shape;
     if (allow_trailing_one && got.size() == shape.size() + 1 && got.back() == 1) got.pop_back();
@@ -118,9 +118,23 @@ std::vector<double> Params::take(const std::string& name, const std::vector<std:
     if (!ok)
         throw FormatError(file_.label() + ": tensor '" + name + "': shape " + shape_string(t.shape) + ", expected " +
                           shape_string(shape));
-    auto values = TensorFile::to_double(t);
+    return t;
+}
+
+std::vector<double> Params::take(const std::string& name, const std::vector<std::int64_t>& shape, bool allow_trailing_one) {
+    auto values = TensorFile::to_double(checked(name, shape, allow_trailing_one));
     for (double v : values)
         if (!std::isfinite(v)) throw FormatError(file_.label() + ": tensor '" + name + "': holds NaN or Inf");
+    used_->push_back(name);
+    return values;
+}
+
+std::vector<float> Params::take_floats(const std::string& name, const std::vector<std::int64_t>& shape, bool allow_trailing_one) {
+    auto values = TensorFile::to_float(checked(name, shape, allow_trailing_one));
+    // float64 values beyond float32's range become Inf here and are refused like any other non-finite weight.
+    bool finite = true;
+    for (float v : values) finite &= std::isfinite(v);
+    if (!finite) throw FormatError(file_.label() + ": tensor '" + name + "': holds NaN or Inf");
     used_->push_back(name);
     return values;
 }
