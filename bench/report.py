@@ -170,7 +170,13 @@ def main():
     mem = json.load(open(os.path.join(raw, "memory.json"))) if os.path.exists(os.path.join(raw, "memory.json")) else []
     res["memory"] = mem
     loads = {}
-    for phase in ("fma", "stream", "batch", "conv", "fftw", "torch", "memory"):
+    lv2, _ = load_gb(os.path.join(raw, "lv2.json"))
+    to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+    res["lv2"] = {}
+    for k, v in lv2.items():
+        us = med(v, "real_time") * to_us[v[0].get("time_unit", "ns")]
+        res["lv2"][short(k)] = {"us_per_block": us, "cpu_pct": 100 * us / (64 / 48000 * 1e6)}
+    for phase in ("fma", "stream", "batch", "conv", "fftw", "lv2", "torch", "memory"):
         p = os.path.join(raw, f"load_{phase}.json")
         if os.path.exists(p):
             loads[phase] = json.load(open(p))
@@ -313,6 +319,15 @@ def markdown(res, P, stream, batch, fit, cross, fftw_rows, torch_res, mem, crash
         L.append("")
     if crashes:
         L.append("**Crashed configurations** (one process each; see README, FFTW alignment): " + ", ".join(crashes))
+        L.append("")
+    if res.get("lv2"):
+        L.append("**LV2 plugin, one 64-frame block at 48 kHz through `run()`** (in-process host, model loaded through the Worker; "
+                 "µs per block, and % of one core at 48 kHz, where a block lasts 1333 µs):")
+        L.append("")
+        L.append("| plugin run | µs per block | % of one core |")
+        L.append("|---|---|---|")
+        for k, v in sorted(res["lv2"].items()):
+            L.append(f"| `{k}` | {v['us_per_block']:.1f} | {v['cpu_pct']:.2f}% |")
         L.append("")
     if mem:
         L.append("**Peak memory** (max RSS, `/usr/bin/time -v`): " + "; ".join(

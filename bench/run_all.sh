@@ -29,6 +29,8 @@ cmake -S "$ROOT" -B "$BUILD" -DSSM_BENCH=ON -DSSM_TESTS=OFF -DCMAKE_BUILD_TYPE=R
 cmake --build "$BUILD" -j"$(nproc)" --target bench_fma_peak bench_s4d mem_driver bench_make_model >/dev/null
 # The CLI is someone else's work in progress: a build failure there only skips the CLI memory runs.
 cmake --build "$BUILD" -j"$(nproc)" --target ssm >/dev/null 2>&1 || { log "ssm CLI did not build; peak memory uses mem_driver only"; rm -f "$BUILD/apps/ssm/ssm"; }
+# The LV2 plugin's benchmark is built when the LV2 headers are there (Debian lv2-dev).
+cmake --build "$BUILD" -j"$(nproc)" --target bench_lv2 >/dev/null 2>&1 || log "bench_lv2 did not build (no LV2 headers?); no plugin row"
 
 RAW=$(mktemp -d "${TMPDIR:-/tmp}/ssm-bench.XXXXXX")
 mkdir -p "$RAW/conv"
@@ -99,6 +101,12 @@ EOF
 # The realistic model's plan (M=131072 with 2^15 outputs per transform) is covered by the dt_min 0.001 runs.
 "${PIN[@]}" "$B/bench_s4d" --cost=0 --hour=none --fftw="$SIZES" --benchmark_filter='^BM_FftwLimit' --benchmark_repetitions=3 \
     --benchmark_format=json --benchmark_out="$RAW/fftw.json" >/dev/null
+
+if [ -x "$BUILD/plugins/lv2/bench_lv2" ]; then
+    log "LV2 plugin, 64-frame blocks at 48 kHz"
+    load_snapshot lv2
+    "${PIN[@]}" "$BUILD/plugins/lv2/bench_lv2" --benchmark_repetitions=3 --benchmark_format=json --benchmark_out="$RAW/lv2.json" >/dev/null || log "bench_lv2 failed"
+fi
 
 log "PyTorch peer"
 load_snapshot torch
