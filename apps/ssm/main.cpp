@@ -18,6 +18,9 @@
 #include "lm_run.hpp"
 #include "signal_io.hpp"
 #include "ssmstream/ssmstream.hpp"
+#if SSM_WITH_CUDA
+#include "ssmstream/cuda.hpp"
+#endif
 
 namespace fs = std::filesystem;
 using namespace ssm;
@@ -95,12 +98,21 @@ private:
     std::chrono::steady_clock::time_point last_{};
 };
 
-// One engine per independent signal: a Stream (recurrent view) or a Batch (whole-sequence view).
+// One engine per independent signal: a Stream (recurrent view) or a Batch (whole-sequence view, CPU or GPU).
 struct Engine {
     std::optional<Stream> stream;
     std::optional<Batch> batch;
+#if SSM_WITH_CUDA
+    std::optional<cuda::Batch> gpu;
+#endif
     std::size_t block = 512;
     void process(const float* in, float* out, std::size_t frames, std::size_t cin, std::size_t cout) {
+#if SSM_WITH_CUDA
+        if (gpu) {
+            gpu->process(in, out, frames);
+            return;
+        }
+#endif
         if (batch) {
             batch->process(in, out, frames);
             return;
@@ -144,10 +156,25 @@ int cmd_info(const fs::path& path, bool json) {
 int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path& out_path, const RunOptions& o) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto model = load_model(model_path);
-    if (is_checkpoint_dir(model_path) || is_token_npy(in_path))  // a language model: token ids in, logits out
+    if (is_checkpoint_dir(model_path) || is_token_npy(in_path)) {  // a language model: token ids in, logits out
+        if (o.backend == "cuda") throw UsageError("--backend cuda: language models (Mamba) have no GPU path in `ssm run` yet");
         return run_tokens(model, model_path, in_path, out_path, {o.backend, o.block, o.threads, o.json, o.quiet});
+    }
     const auto& mi = model->info();
-    const Backend backend = backend_from_string(o.backend);
+    // --backend cuda must run on the GPU or fail saying why; auto takes the GPU only for long inputs of a model it
+    // supports, and says so.
+    bool use_gpu = o.backend == "cuda";
+#if SSM_WITH_CUDA
+    std::optional<TensorFile> weights;
+    if (use_gpu) {
+        if (cuda::device_count() == 0) throw UsageError("--backend cuda: no CUDA device found");
+        weights.emplace(TensorFile::open(model_path));
+        if (auto why = cuda::unsupported_reason(*weights); !why.empty()) throw UsageError("--backend cuda: " + why);
+    }
+#else
+    if (use_gpu) throw UsageError("--backend cuda: this ssm was built without CUDA (configure with nvcc on the PATH)");
+#endif
+    const Backend backend = use_gpu ? Backend::automatic : backend_from_string(o.backend);
     if (o.nonfinite != "error" && o.nonfinite != "zero") throw UsageError("--nonfinite must be error or zero");
     if (o.block == 0 || o.block > (1u << 20)) throw UsageError("--block must be in [1, 1048576]");
     if (fs::exists(out_path) && fs::equivalent(in_path, out_path)) throw UsageError("output would overwrite the input");
@@ -170,6 +197,16 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
         throw UsageError(in_path.string() + ": " + std::to_string(cf) + " channel(s), but model '" + mi.name + "' takes " +
                          std::to_string(mi.in_channels) + " (or 1, run per channel)");
     const std::size_t engines_n = per_channel ? cf : 1;
+#if SSM_WITH_CUDA
+    if (o.backend == "auto" && info.frames >= (1 << 22) && cuda::device_count() > 0) {
+        weights.emplace(TensorFile::open(model_path));
+        const auto why = cuda::unsupported_reason(*weights);
+        use_gpu = why.empty();
+        if (!o.quiet)
+            std::fprintf(stderr, "ssm: %s\n", use_gpu ? ("long input: running on the GPU (" + cuda::device_name(0) + "); --backend fft for the CPU").c_str()
+                                                      : ("GPU present but not used: " + why).c_str());
+    }
+#endif
     const std::size_t cin = mi.in_channels, cout = mi.out_channels, out_ch = engines_n * cout;
     if (resample && !o.quiet)
         std::fprintf(stderr, "ssm: resampling %g Hz -> %g Hz for the model, and back to %g Hz (libsamplerate)\n", file_rate,
@@ -180,6 +217,12 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
     std::vector<Engine> engines(engines_n);
     for (auto& e : engines) {
         e.block = o.block;
+#if SSM_WITH_CUDA
+        if (use_gpu) {
+            e.gpu.emplace(model, *weights);
+            continue;
+        }
+#endif
         if (backend == Backend::recurrence && o.backend == "stream") {
             e.stream.emplace(model, NonFinitePolicy::zero_sample);
             e.stream->prepare({mi.sample_rate, o.block, 0});
@@ -203,7 +246,10 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
         rs_in = std::make_unique<Resampler>(cf, file_rate, mi.sample_rate);
         rs_out = std::make_unique<Resampler>(out_ch, mi.sample_rate, file_rate);
     }
-    const std::size_t chunk = 1 << 15;
+    std::size_t chunk = 1 << 15;
+#if SSM_WITH_CUDA
+    if (engines.front().gpu) chunk = engines.front().gpu->chunk_frames();  // one transfer and launch sequence per chunk
+#endif
     std::vector<float> buf(chunk * cf), rin, model_in, model_out, mixed, rout, one_in, one_out;
     std::int64_t done = 0, written = 0;
     std::uint64_t nonfinite = 0;
@@ -277,13 +323,17 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
     if (nonfinite && !o.quiet) std::fprintf(stderr, "ssm: %llu non-finite input samples replaced by 0\n", static_cast<unsigned long long>(nonfinite));
     if (o.json) {
         nlohmann::json plans = nlohmann::json::array();
-        if (engines.front().batch)
-            for (const auto& p : engines.front().batch->plan())
+        const std::vector<LayerPlan>* plan = engines.front().batch ? &engines.front().batch->plan() : nullptr;
+#if SSM_WITH_CUDA
+        if (engines.front().gpu) plan = &engines.front().gpu->plan();
+#endif
+        if (plan)
+            for (const auto& p : *plan)
                 plans.push_back({{"layer", p.layer}, {"backend", p.backend}, {"reason", p.reason}, {"kernel_length", p.kernel_length}, {"fft_size", p.fft_size}, {"outputs_per_fft", p.outputs_per_fft}});
         const double dur = static_cast<double>(done) / file_rate;
         nlohmann::json j = {{"model", model_path.string()}, {"input", in_path.string()}, {"output", out_path.string()},
                             {"frames", done}, {"channels", cf}, {"sample_rate", file_rate}, {"resampled", resample},
-                            {"backend", o.backend}, {"threads", engines.front().batch ? engines.front().batch->threads() : 1},
+                            {"backend", use_gpu ? std::string("cuda") : o.backend}, {"threads", engines.front().batch ? engines.front().batch->threads() : 1},
                             {"seconds", secs}, {"signal_seconds", dur}, {"realtime_factor", dur > 0 ? secs / dur : 0},
                             {"x_realtime", secs > 0 ? dur / secs : 0}, {"nonfinite_replaced", nonfinite},
                             {"peak_rss_mb", peak_rss_mb()}, {"plan", plans}};
@@ -341,8 +391,10 @@ int main(int argc, char** argv) {
     run->add_option("MODEL", model, "native model file")->required();
     run->add_option("IN", input, "input signal")->required();
     run->add_option("OUT", output, "output signal (format from its extension)")->required();
-    run->add_option("--backend", ro.backend, "auto (per layer by cost model), stream (recurrent view), fft")
-        ->check(CLI::IsMember({"auto", "stream", "fft"}));
+    run->add_option("--backend", ro.backend,
+                    "auto (per layer by cost model; the GPU for inputs of 2^22+ frames when built with CUDA), stream "
+                    "(recurrent view), fft, cuda (the GPU batch backend)")
+        ->check(CLI::IsMember({"auto", "stream", "fft", "cuda"}));
     run->add_option("--block", ro.block, "frames per process call for --backend stream")->check(CLI::Range(1, 1 << 20));
     run->add_option("--threads", ro.threads, "batch threads (0 = all cores)");
     run->add_option("--rate", ro.rate, "sample rate of a .npy/.csv input (default: the model's)")->check(CLI::PositiveNumber);

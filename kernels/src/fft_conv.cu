@@ -1,0 +1,226 @@
+// Overlap-save FFT convolution through cuFFT (see fft_conv.hpp), ssm::cuda::FftConv, and the S4D kernel taps.
+#include <algorithm>
+#include <string>
+
+#include "fft_conv.hpp"
+#include "ssmstream/cuda.hpp"
+
+namespace ssm::cuda::detail {
+
+namespace {
+
+void check_fft(cufftResult r, const char* what, const char* file, int line) {
+    if (r != CUFFT_SUCCESS) throw_cuda(what, static_cast<int>(r), "cuFFT error", file, line);
+}
+#define SSM_CUFFT_CHECK(expr) check_fft((expr), #expr, __FILE__, __LINE__)
+
+std::size_t next_pow2(std::size_t n) {
+    std::size_t p = 1;
+    while (p < n) p *= 2;
+    return p;
+}
+
+// seg[(h·S + s)·ld + i] = the (s·hop + i)-th sample of history ++ x for channel h (0 past the end), i < M.
+__global__ void gather_k(const float* x, std::size_t xs, const float* hist, std::size_t hl, std::size_t T, float* seg,
+                         std::size_t S, std::size_t M, std::size_t hop, std::size_t ld) {
+    const std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t s = blockIdx.y, h = blockIdx.z;
+    if (i >= M) return;
+    const std::size_t q = s * hop + i;
+    float v = 0.0f;
+    if (q < hl) v = hist[h * hl + q];
+    else if (q - hl < T) v = x[h * xs + (q - hl)];
+    seg[(h * S + s) * ld + i] = v;
+}
+
+__global__ void multiply_k(float2* spec, const float2* kf, std::size_t S, std::size_t bins) {
+    const std::size_t k = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t s = blockIdx.y, h = blockIdx.z;
+    if (k >= bins) return;
+    float2& a = spec[(h * S + s) * bins + k];
+    const float2 b = kf[h * bins + k];
+    const float2 r = make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+    a = r;
+}
+
+__device__ __forceinline__ float act_apply(float x, Act act) {
+    switch (act) {
+        case Act::none: return x;
+        case Act::gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case Act::gelu_tanh: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+        case Act::silu: return x / (1.0f + __expf(-x));
+        case Act::tanh: return tanhf(x);
+        case Act::relu: return x > 0.0f ? x : 0.0f;
+        case Act::sigmoid: return 1.0f / (1.0f + __expf(-x));
+    }
+    return x;
+}
+
+// y[h·ys + t] = act(window (t / hop) of channel h at hl + t % hop).
+__global__ void scatter_k(const float* seg, std::size_t S, std::size_t ld, std::size_t hl, std::size_t hop, std::size_t T,
+                          float* y, std::size_t ys, Act act) {
+    const std::size_t t = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t h = blockIdx.y;
+    if (t >= T) return;
+    const std::size_t s = t / hop, i = t % hop;
+    y[h * ys + t] = act_apply(seg[(h * S + s) * ld + hl + i], act);
+}
+
+// dst[h][j] = sample T + j of history ++ x (the last hl inputs after this call).
+__global__ void history_k(const float* hist, const float* x, std::size_t xs, std::size_t hl, std::size_t T, float* dst) {
+    const std::size_t j = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t h = blockIdx.y;
+    if (j >= hl) return;
+    const std::size_t q = T + j;
+    dst[h * hl + j] = q < hl ? hist[h * hl + q] : x[h * xs + (q - hl)];
+}
+
+// Kernel taps padded to M and scaled by 1/M, into rows of seg.
+__global__ void pad_taps_k(const float* taps, std::size_t n, float* seg, std::size_t M, std::size_t ld, float scale) {
+    const std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t h = blockIdx.y;
+    if (i >= M) return;
+    seg[h * ld + i] = i < n ? taps[h * n + i] * scale : 0.0f;
+}
+
+__global__ void s4d_taps_k(const double2* A, const double2* CB, const double* D, std::size_t N2, std::size_t taps, float* out) {
+    const std::size_t t = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
+    const std::size_t h = blockIdx.y;
+    if (t >= taps) return;
+    double s = t == 0 ? D[h] : 0.0;
+    const double td = static_cast<double>(t);
+    for (std::size_t n = 0; n < N2; ++n) {
+        const double2 a = A[h * N2 + n], cb = CB[h * N2 + n];
+        // a^t = |a|^t · e^{i t arg a}, in double (the CPU path multiplies t times; both far below float rounding).
+        const double mag = exp(td * log(hypot(a.x, a.y)));
+        double sn, cs;
+        sincos(td * atan2(a.y, a.x), &sn, &cs);
+        s += mag * (cb.x * cs - cb.y * sn);
+    }
+    out[h * taps + t] = static_cast<float>(s);
+}
+
+constexpr unsigned kThreads = 256;
+unsigned tiles(std::size_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+
+}  // namespace
+
+OverlapSave::OverlapSave(std::size_t channels, std::size_t taps, std::size_t max_frames, std::size_t fft_size)
+    : H_(channels), taps_(taps), hl_(taps - 1), max_frames_(max_frames) {
+    if (channels == 0 || taps == 0 || max_frames == 0) throw UsageError("FftConv: channels, taps and frames must be > 0");
+    if (channels > 65535) throw UsageError("FftConv: at most 65535 channels per convolution");
+    if (fft_size == 0) {
+        M_ = std::max<std::size_t>(4096, next_pow2(4 * taps));
+        M_ = std::min(M_, std::max(next_pow2(hl_ + max_frames), next_pow2(2 * taps)));
+    } else {
+        M_ = fft_size;
+    }
+    if (M_ <= hl_) throw UsageError("FftConv: transform size " + std::to_string(M_) + " must exceed taps − 1");
+    hop_ = M_ - hl_;
+    max_windows_ = (max_frames + hop_ - 1) / hop_;
+    const std::size_t ld = M_ + 2;
+    seg_ = DeviceArray<float>(std::max(max_windows_, std::size_t{1}) * H_ * ld);
+    kf_ = DeviceArray<float>(H_ * (M_ + 2));
+    hist_ = DeviceArray<float>(H_ * hl_);
+    hist2_ = DeviceArray<float>(H_ * hl_);
+    reset();
+}
+
+OverlapSave::~OverlapSave() {
+    for (auto& [s, p] : plans_) {
+        cufftDestroy(p.fwd);
+        cufftDestroy(p.inv);
+    }
+}
+
+void OverlapSave::reset() { hist_.zero(); }
+
+OverlapSave::Plans& OverlapSave::plans_for(std::size_t windows) {
+    auto it = plans_.find(windows);
+    if (it != plans_.end()) return it->second;
+    Plans p;
+    long long n[1] = {static_cast<long long>(M_)};
+    long long real_embed[1] = {static_cast<long long>(M_ + 2)}, cplx_embed[1] = {static_cast<long long>(M_ / 2 + 1)};
+    const long long batch = static_cast<long long>(windows * H_);
+    std::size_t work = 0;
+    SSM_CUFFT_CHECK(cufftCreate(&p.fwd));
+    SSM_CUFFT_CHECK(cufftMakePlanMany64(p.fwd, 1, n, real_embed, 1, real_embed[0], cplx_embed, 1, cplx_embed[0], CUFFT_R2C, batch, &work));
+    SSM_CUFFT_CHECK(cufftCreate(&p.inv));
+    SSM_CUFFT_CHECK(cufftMakePlanMany64(p.inv, 1, n, cplx_embed, 1, cplx_embed[0], real_embed, 1, real_embed[0], CUFFT_C2R, batch, &work));
+    return plans_.emplace(windows, p).first->second;
+}
+
+void OverlapSave::set_kernel(const float* d_taps) {
+    const std::size_t ld = M_ + 2;
+    // The first H windows of seg serve as the staging rows; a one-window plan transforms exactly H rows.
+    pad_taps_k<<<dim3(tiles(M_), static_cast<unsigned>(H_)), kThreads>>>(d_taps, taps_, seg_.get(), M_, ld,
+                                                                         1.0f / static_cast<float>(M_));
+    SSM_CUDA_LAUNCHED("pad_taps");
+    auto& p = plans_for(1);
+    SSM_CUFFT_CHECK(cufftExecR2C(p.fwd, seg_.get(), reinterpret_cast<cufftComplex*>(seg_.get())));
+    SSM_CUDA_CHECK(cudaMemcpy(kf_.get(), seg_.get(), H_ * ld * sizeof(float), cudaMemcpyDeviceToDevice));
+}
+
+void OverlapSave::run(const float* x, std::size_t x_stride, float* y, std::size_t y_stride, std::size_t frames, Act act) {
+    if (frames == 0) return;
+    if (frames > max_frames_) throw UsageError("FftConv: " + std::to_string(frames) + " frames exceed the planned " + std::to_string(max_frames_));
+    // Windows per channel rounded up to a power of two (the extra ones transform zeros), so calls of any length
+    // share a handful of plans; planning happens on the first call of each class, never per call.
+    const std::size_t needed = (frames + hop_ - 1) / hop_, ld = M_ + 2, bins = M_ / 2 + 1;
+    const std::size_t S = std::min(next_pow2(needed), max_windows_);
+    auto& p = plans_for(S);
+    gather_k<<<dim3(tiles(M_), static_cast<unsigned>(S), static_cast<unsigned>(H_)), kThreads>>>(
+        x, x_stride, hist_.get(), hl_, frames, seg_.get(), S, M_, hop_, ld);
+    SSM_CUDA_LAUNCHED("gather");
+    if (hl_ > 0) {
+        history_k<<<dim3(tiles(hl_), static_cast<unsigned>(H_)), kThreads>>>(hist_.get(), x, x_stride, hl_, frames, hist2_.get());
+        SSM_CUDA_LAUNCHED("history");
+        std::swap(hist_, hist2_);
+    }
+    auto* spec = reinterpret_cast<cufftComplex*>(seg_.get());
+    SSM_CUFFT_CHECK(cufftExecR2C(p.fwd, seg_.get(), spec));
+    multiply_k<<<dim3(tiles(bins), static_cast<unsigned>(S), static_cast<unsigned>(H_)), kThreads>>>(
+        reinterpret_cast<float2*>(spec), reinterpret_cast<const float2*>(kf_.get()), S, bins);
+    SSM_CUDA_LAUNCHED("multiply");
+    SSM_CUFFT_CHECK(cufftExecC2R(p.inv, spec, seg_.get()));
+    scatter_k<<<dim3(tiles(frames), static_cast<unsigned>(H_)), kThreads>>>(seg_.get(), S, ld, hl_, hop_, frames, y, y_stride, act);
+    SSM_CUDA_LAUNCHED("scatter");
+}
+
+void s4d_taps(const double* A, const double* CB, const double* D, std::size_t H, std::size_t N2, std::size_t taps, float* out) {
+    s4d_taps_k<<<dim3(tiles(taps), static_cast<unsigned>(H)), kThreads>>>(reinterpret_cast<const double2*>(A),
+                                                                          reinterpret_cast<const double2*>(CB), D, N2, taps, out);
+    SSM_CUDA_LAUNCHED("s4d_taps");
+}
+
+[[noreturn]] void throw_cuda(const char* what, int code, const char* text, const char* file, int line) {
+    std::string f = file;
+    const auto slash = f.find_last_of('/');
+    if (slash != std::string::npos) f = f.substr(slash + 1);
+    throw Error(std::string("CUDA: ") + what + " failed: " + text + " (code " + std::to_string(code) + ", " + f + ":" +
+                std::to_string(line) + ")");
+}
+
+}  // namespace ssm::cuda::detail
+
+namespace ssm::cuda {
+
+struct FftConv::Impl {
+    detail::OverlapSave os;
+    Impl(std::size_t c, std::size_t t, std::size_t f) : os(c, t, f) {}
+};
+
+FftConv::FftConv(std::size_t channels, std::size_t taps, std::size_t max_frames)
+    : impl_(std::make_unique<Impl>(channels, taps, max_frames)) {}
+FftConv::~FftConv() = default;
+FftConv::FftConv(FftConv&&) noexcept = default;
+FftConv& FftConv::operator=(FftConv&&) noexcept = default;
+void FftConv::set_kernel(const float* d_taps) { impl_->os.set_kernel(d_taps); }
+void FftConv::run(const float* d_x, std::size_t x_stride, float* d_y, std::size_t y_stride, std::size_t frames) {
+    impl_->os.run(d_x, x_stride, d_y, y_stride, frames);
+}
+void FftConv::reset() { impl_->os.reset(); }
+std::size_t FftConv::fft_size() const noexcept { return impl_->os.fft_size(); }
+std::size_t FftConv::hop() const noexcept { return impl_->os.hop(); }
+
+}  // namespace ssm::cuda
