@@ -15,12 +15,10 @@
 #include <optional>
 
 #include "convert.hpp"
+#include "gpu.hpp"
 #include "lm_run.hpp"
 #include "signal_io.hpp"
 #include "ssmstream/ssmstream.hpp"
-#if SSM_WITH_CUDA
-#include "ssmstream/cuda.hpp"
-#endif
 
 namespace fs = std::filesystem;
 using namespace ssm;
@@ -102,17 +100,13 @@ private:
 struct Engine {
     std::optional<Stream> stream;
     std::optional<Batch> batch;
-#if SSM_WITH_CUDA
-    std::optional<cuda::Batch> gpu;
-#endif
+    std::unique_ptr<cuda::ModuleEngine> gpu;
     std::size_t block = 512;
     void process(const float* in, float* out, std::size_t frames, std::size_t cin, std::size_t cout) {
-#if SSM_WITH_CUDA
         if (gpu) {
             gpu->process(in, out, frames);
             return;
         }
-#endif
         if (batch) {
             batch->process(in, out, frames);
             return;
@@ -164,16 +158,13 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
     // --backend cuda must run on the GPU or fail saying why; auto takes the GPU only for long inputs of a model it
     // supports, and says so.
     bool use_gpu = o.backend == "cuda";
-#if SSM_WITH_CUDA
-    std::optional<TensorFile> weights;
+    const cuda::ModuleApi* gpu = nullptr;
     if (use_gpu) {
-        if (cuda::device_count() == 0) throw UsageError("--backend cuda: no CUDA device found");
-        weights.emplace(TensorFile::open(model_path));
-        if (auto why = cuda::unsupported_reason(*weights); !why.empty()) throw UsageError("--backend cuda: " + why);
+        std::string why;
+        if (!(gpu = cli::gpu_module(why))) throw UsageError("--backend cuda: " + why);
+        if (gpu->device_count() == 0) throw UsageError("--backend cuda: no CUDA device found");
+        if (auto reason = gpu->unsupported_reason(model_path); !reason.empty()) throw UsageError("--backend cuda: " + reason);
     }
-#else
-    if (use_gpu) throw UsageError("--backend cuda: this ssm was built without CUDA (configure with nvcc on the PATH)");
-#endif
     const Backend backend = use_gpu ? Backend::automatic : backend_from_string(o.backend);
     if (o.nonfinite != "error" && o.nonfinite != "zero") throw UsageError("--nonfinite must be error or zero");
     if (o.block == 0 || o.block > (1u << 20)) throw UsageError("--block must be in [1, 1048576]");
@@ -197,16 +188,17 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
         throw UsageError(in_path.string() + ": " + std::to_string(cf) + " channel(s), but model '" + mi.name + "' takes " +
                          std::to_string(mi.in_channels) + " (or 1, run per channel)");
     const std::size_t engines_n = per_channel ? cf : 1;
-#if SSM_WITH_CUDA
-    if (o.backend == "auto" && info.frames >= (1 << 22) && cuda::device_count() > 0) {
-        weights.emplace(TensorFile::open(model_path));
-        const auto why = cuda::unsupported_reason(*weights);
-        use_gpu = why.empty();
-        if (!o.quiet)
-            std::fprintf(stderr, "ssm: %s\n", use_gpu ? ("long input: running on the GPU (" + cuda::device_name(0) + "); --backend fft for the CPU").c_str()
-                                                      : ("GPU present but not used: " + why).c_str());
+    // Only a long input on a machine with a GPU device node loads the CUDA module (and its libraries) at all.
+    if (o.backend == "auto" && info.frames >= (1 << 22) && cli::gpu_device_node_present()) {
+        std::string why;
+        if ((gpu = cli::gpu_module(why)) && gpu->device_count() > 0) {
+            why = gpu->unsupported_reason(model_path);
+            use_gpu = why.empty();
+            if (!o.quiet)
+                std::fprintf(stderr, "ssm: %s\n", use_gpu ? ("long input: running on the GPU (" + gpu->device_name(0) + "); --backend fft for the CPU").c_str()
+                                                          : ("GPU present but not used: " + why).c_str());
+        }
     }
-#endif
     const std::size_t cin = mi.in_channels, cout = mi.out_channels, out_ch = engines_n * cout;
     if (resample && !o.quiet)
         std::fprintf(stderr, "ssm: resampling %g Hz -> %g Hz for the model, and back to %g Hz (libsamplerate)\n", file_rate,
@@ -217,12 +209,10 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
     std::vector<Engine> engines(engines_n);
     for (auto& e : engines) {
         e.block = o.block;
-#if SSM_WITH_CUDA
         if (use_gpu) {
-            e.gpu.emplace(model, *weights);
+            e.gpu = gpu->create(model_path);
             continue;
         }
-#endif
         if (backend == Backend::recurrence && o.backend == "stream") {
             e.stream.emplace(model, NonFinitePolicy::zero_sample);
             e.stream->prepare({mi.sample_rate, o.block, 0});
@@ -247,9 +237,7 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
         rs_out = std::make_unique<Resampler>(out_ch, mi.sample_rate, file_rate);
     }
     std::size_t chunk = 1 << 15;
-#if SSM_WITH_CUDA
     if (engines.front().gpu) chunk = engines.front().gpu->chunk_frames();  // one transfer and launch sequence per chunk
-#endif
     std::vector<float> buf(chunk * cf), rin, model_in, model_out, mixed, rout, one_in, one_out;
     std::int64_t done = 0, written = 0;
     std::uint64_t nonfinite = 0;
@@ -324,9 +312,7 @@ int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path&
     if (o.json) {
         nlohmann::json plans = nlohmann::json::array();
         const std::vector<LayerPlan>* plan = engines.front().batch ? &engines.front().batch->plan() : nullptr;
-#if SSM_WITH_CUDA
         if (engines.front().gpu) plan = &engines.front().gpu->plan();
-#endif
         if (plan)
             for (const auto& p : *plan)
                 plans.push_back({{"layer", p.layer}, {"backend", p.backend}, {"reason", p.reason}, {"kernel_length", p.kernel_length}, {"fft_size", p.fft_size}, {"outputs_per_fft", p.outputs_per_fft}});

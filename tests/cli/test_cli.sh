@@ -100,5 +100,12 @@ else
   bad "write a wav"
 fi
 
+# The GPU backend is a run-time module: ssm itself never links the CUDA libraries (they cost a CPU run > 200 MB of
+# resident memory), and --backend cuda fails with a reason where there is no module or no GPU.
+if command -v ldd >/dev/null; then
+  if ldd "$SSM" | grep -q -E "libcuda|libcufft|libcublas"; then bad "ssm links CUDA libraries"; else ok "ssm links no CUDA library"; fi
+fi
+expect_error "--backend cuda without a usable GPU or module" "backend cuda" o16.csv -- env SSM_CUDA_MODULE=/nonexistent/module.so "$SSM" run m.safetensors in.csv o16.csv --backend cuda
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
