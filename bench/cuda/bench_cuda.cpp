@@ -3,13 +3,14 @@
 //   kernel,L,channels,taps_or_state,median_ms,samples_per_s,bytes,GBps,pct_copy
 // bytes = the fewest bytes the operation must move (each input read once, each output written once); pct_copy =
 // achieved bandwidth over the measured device-to-device copy (read + write), printed first as kernel "copy".
-// usage: bench_cuda [quick]
+// usage: bench_cuda [quick] [fft] [scan] [ssd]   (naming none of fft/scan/ssd runs all three)
 #include <cuda_runtime.h>
 #include <cufft.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -87,7 +88,15 @@ void row(const char* kernel, std::size_t L, std::size_t ch, std::size_t extra, d
 }  // namespace
 
 int main(int argc, char** argv) {
-    const bool quick = argc > 1 && std::strcmp(argv[1], "quick") == 0;
+    bool quick = false, want_fft = false, want_scan = false, want_ssd = false;
+    for (int i = 1; i < argc; ++i) {
+        quick |= std::strcmp(argv[i], "quick") == 0;
+        want_fft |= std::strcmp(argv[i], "fft") == 0;
+        want_scan |= std::strcmp(argv[i], "scan") == 0;
+        want_ssd |= std::strcmp(argv[i], "ssd") == 0;
+    }
+    if (!want_fft && !want_scan && !want_ssd) want_fft = want_scan = want_ssd = true;
+    const int only = std::getenv("SSM_BENCH_LOG2L") ? std::atoi(std::getenv("SSM_BENCH_LOG2L")) : 0;  // one length only
     std::printf("# device: %s\n", ssm::cuda::device_name(0).c_str());
     std::printf("kernel,L,channels,taps_or_state,median_ms,samples_per_s,bytes,GBps,pct_copy\n");
     {   // the ceiling: a large device-to-device copy, bytes read + written
@@ -100,22 +109,31 @@ int main(int argc, char** argv) {
     }
     const std::size_t total = quick ? std::size_t{1} << 24 : std::size_t{1} << 26;  // channels × L per FFT measurement
     const int lmax = quick ? 20 : 24;
-    for (int lg = 14; lg <= lmax; lg += 2) {
+    for (int lg = 14; lg <= lmax && want_fft; lg += 2) {
+        if (only && lg != only) continue;
         const std::size_t L = std::size_t{1} << lg, H = std::max<std::size_t>(1, total / L);
         Buf x(H * L), y(H * L);
         fill(x, 100 + lg, 1.0f);
-        for (const std::size_t taps : {std::min<std::size_t>(L, 4096), L}) {
-            if (taps == L && L == 4096) continue;
-            Buf k(H * taps);
-            fill(k, 200 + lg, 1.0f / std::sqrt(static_cast<float>(taps)));
-            ssm::cuda::FftConv conv(H, taps, L);
-            conv.set_kernel(k.p);
-            const double ms = median_ms([&] {
-                conv.reset();
-                conv.run(x.p, L, y.p, L, L);
-            });
-            row(taps == L ? "fftconv_ours_fullkernel" : "fftconv_ours_k4096", L, H, taps, ms, static_cast<double>(H * L), 2.0 * H * L * 4);
-        }
+        // mode "": the library's choice (callbacks from transform size 2^16 on); "1" / "0": forced fused / separate.
+        for (const std::size_t taps : {std::min<std::size_t>(L, 4096), L})
+            for (const std::string mode : {"", "1", "0"}) {
+                if (taps == L && L == 4096) continue;
+                if (mode.empty()) unsetenv("SSM_CUFFT_CALLBACKS");
+                else setenv("SSM_CUFFT_CALLBACKS", mode.c_str(), 1);
+                Buf k(H * taps);
+                fill(k, 200 + lg, 1.0f / std::sqrt(static_cast<float>(taps)));
+                ssm::cuda::FftConv conv(H, taps, L);
+                conv.set_kernel(k.p);
+                const double ms = median_ms([&] {
+                    conv.reset();
+                    conv.run(x.p, L, y.p, L, L);
+                });
+                std::string name = taps == L ? "fftconv_ours_fullkernel" : "fftconv_ours_k4096";
+                if (!mode.empty()) name += conv.fused() ? "_fused" : "_unfused";
+                if (mode == "1" && !conv.fused()) std::printf("# callbacks unavailable: the fused rows are the unfused pipeline\n");
+                row(name.c_str(), L, H, taps, ms, static_cast<double>(H * L), 2.0 * H * L * 4);
+                unsetenv("SSM_CUFFT_CALLBACKS");
+            }
         {   // cuFFT's own forward + inverse at the size a full-length causal convolution needs (2L, batch H)
             const std::size_t M = 2 * L, bins = M / 2 + 1;
             Buf sig(H * M), spec(H * bins * 2);
@@ -140,7 +158,8 @@ int main(int argc, char** argv) {
     }
     // Selective scan: tokens × channels = 2^28 (1 GiB per array) at every length, dstate 16.
     const std::size_t elems = quick ? std::size_t{1} << 26 : std::size_t{1} << 28;
-    for (int lg = 14; lg <= lmax; lg += 2) {
+    for (int lg = 14; lg <= lmax && want_scan; lg += 2) {
+        if (only && lg != only) continue;
         const std::size_t L = std::size_t{1} << lg, N = 16;
         const std::size_t dim = std::clamp<std::size_t>(elems / L, 64, 1536), batch = std::max<std::size_t>(1, elems / (L * dim));
         Buf u(batch * L * dim), dl(batch * L * dim), z(batch * L * dim), yb(batch * L * dim), B(batch * L * N), C(batch * L * N),
@@ -156,12 +175,27 @@ int main(int argc, char** argv) {
         ssm::cuda::SelectiveScanArgs a;
         a.u = u.p; a.delta = dl.p; a.z = z.p; a.B = B.p; a.C = C.p; a.A = A.p; a.D = D.p; a.delta_bias = db.p; a.y = yb.p;
         a.batch = batch; a.length = L; a.dim = dim; a.dstate = N;
-        const double ms = median_ms([&] { ssm::cuda::selective_scan(a); });
         const double bytes = 4.0 * batch * L * (4.0 * dim + 2.0 * N);
-        row("selective_scan_ours", L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
+        // chunk 0: the launcher's choice; then fixed chunk counts K (K = 1: one pass, no chunk edges)
+        for (const std::size_t K : {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{64}, std::size_t{1024}}) {
+            if (K > 0 && (quick || K * batch * dim > (std::size_t{1} << 22) || (K == 1 && L > (1 << 16)) || (K > 0 && K * batch * dim < 8192))) continue;
+            a.chunk = K == 0 ? 0 : (L + K - 1) / K;
+            const double ms = median_ms([&] { ssm::cuda::selective_scan(a); });
+            const std::string name = K == 0 ? "selective_scan_ours" : "selective_scan_ours_K" + std::to_string(K);
+            row(name.c_str(), L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
+        }
+        if (std::getenv("SSM_BENCH_POLY")) {  // variants of the exponential split (see selective_scan.cu, ex2_mix)
+            a.chunk = 0;
+            for (const char* v : {"1", "2", "257", "258"}) {
+                setenv("SSM_SCAN_POLY", v, 1);
+                const double ms = median_ms([&] { ssm::cuda::selective_scan(a); });
+                row(("selective_scan_ours_poly" + std::string(v)).c_str(), L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
+            }
+        }
     }
     // SSD: up to 24 heads of 64 (Mamba-2 130m's d_inner 1536), fewer at long lengths to fit; dstate 64.
-    for (int lg = 14; lg <= lmax; lg += 2) {
+    for (int lg = 14; lg <= lmax && want_ssd; lg += 2) {
+        if (only && lg != only) continue;
         const std::size_t L = std::size_t{1} << lg, P = 64, N = 64, len = L;
         const std::size_t Hh = std::clamp<std::size_t>(elems / (L * P), 1, 24), batch = std::max<std::size_t>(1, elems / (L * Hh * P));
         Buf x(batch * len * Hh * P), y(batch * len * Hh * P), dt(batch * len * Hh), B(batch * len * N), C(batch * len * N), A(Hh), D(Hh);

@@ -3,7 +3,9 @@
 // the S4D layer. Per call of T frames and per channel: the window of M inputs ending at each hop of outputs (the hl =
 // taps − 1 inputs before the call come from the carried history) is transformed, multiplied by the kernel's
 // spectrum (scaled by 1/M so the inverse needs no pass of its own), transformed back, and its last hop outputs kept.
-// All windows of all channels are one batched transform each way.
+// All windows of all channels are one batched transform each way. Where cuFFT accepts LTO callbacks (libnvJitLink
+// found at run time), the gather, multiply and scatter passes are callbacks inside cuFFT's own kernels
+// (fft_callbacks.cu), so a call moves no more bytes than its two transforms; otherwise they run as kernels of their own.
 #include <cufft.h>
 
 #include <cstddef>
@@ -32,14 +34,20 @@ public:
     std::size_t taps() const noexcept { return taps_; }
     std::size_t fft_size() const noexcept { return M_; }
     std::size_t hop() const noexcept { return hop_; }
+    /** Whether the transforms carry the fused callbacks (false: separate gather/multiply/scatter kernels). */
+    bool fused() const noexcept { return fused_; }
 
 private:
     struct Plans {
         cufftHandle fwd = 0, inv = 0;
+        void* info = nullptr;  // FftCallbackInfo in device memory (fused plans only)
     };
+    bool make_fused(Plans& p, std::size_t windows);
     Plans& plans_for(std::size_t windows);
 
     std::size_t H_, taps_, hl_, M_, hop_, max_frames_, max_windows_;
+    bool fused_ = true;
+    cufftHandle kplan_ = 0;            // plain R2C of H rows, for the kernel spectra
     DeviceArray<float> seg_;       // [H·S][M + 2]: windows, transformed in place
     DeviceArray<float> kf_;        // [H][M/2 + 1] complex: kernel spectra / M
     DeviceArray<float> hist_, hist2_;  // [H][hl]: the last hl inputs of each channel, oldest first

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "ssmstream/cuda.hpp"
@@ -164,7 +165,10 @@ TEST(CudaBatch, RejectsAnotherFile) {
 
 TEST(CudaKernels, FftConvMatchesDirectConvolution) {
     REQUIRE_GPU();
-    for (const std::size_t taps : {std::size_t{1}, std::size_t{37}, std::size_t{3000}}) {
+    // Both pipelines: transforms with the fused callbacks (default) and separate gather/multiply/scatter kernels.
+    for (const char* fused : {"1", "0"})
+    for (const std::size_t taps : {std::size_t{1}, std::size_t{37}, std::size_t{3000}, std::size_t{7000}}) {
+        setenv("SSM_CUFFT_CALLBACKS", fused, 1);
         const std::size_t H = 5, T = 20000;
         std::mt19937 rng(static_cast<unsigned>(taps));
         std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -184,8 +188,10 @@ TEST(CudaKernels, FftConvMatchesDirectConvolution) {
         for (std::size_t t = 0; t < T; t += 7000) conv.run(dx.p + t, T, dy.p + t, T, std::min<std::size_t>(7000, T - t));
         cuda::synchronize();
         const double e = rel_rms(dy.get(H * T), ref);
-        std::printf("[parity] fft conv taps %5zu (M %zu, hop %zu): %.2e x RMS\n", taps, conv.fft_size(), conv.hop(), e);
+        std::printf("[parity] fft conv taps %5zu (M %zu, hop %zu, %s): %.2e x RMS\n", taps, conv.fft_size(), conv.hop(),
+                    conv.fused() ? "fused callbacks" : "separate kernels", e);
         EXPECT_LE(e, 1e-5);
+        unsetenv("SSM_CUFFT_CALLBACKS");
     }
 }
 
@@ -230,16 +236,19 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
                 }
                 for (std::size_t n = 0; n < N; ++n) sref[(b * Dm + d) * N + n] = static_cast<float>(h[n]);
             }
-        Dev<float> du(u), ddel(delta), dz(z), dB(Bm), dC(Cm), dA(A), dD(D), ddb(db), ds(s0), dy(std::vector<float>(ref.size(), NAN));
-        cuda::SelectiveScanArgs a;
-        a.u = du.p; a.delta = ddel.p; a.z = dz.p; a.B = dB.p; a.C = dC.p; a.A = dA.p; a.D = dD.p; a.delta_bias = ddb.p;
-        a.y = dy.p; a.state = ds.p; a.batch = Bn; a.length = L; a.dim = Dm; a.dstate = N;
-        cuda::selective_scan(a);
-        cuda::synchronize();
-        const double ey = rel_rms(dy.get(ref.size()), ref), es = rel_rms(ds.get(sref.size()), sref);
-        std::printf("[parity] selective scan dstate %zu: y %.2e, final state %.2e x RMS\n", N, ey, es);
-        EXPECT_LE(ey, 1e-4);
-        EXPECT_LE(es, 1e-4);
+        // Time chunks: automatic, one per sequence, uneven (the last one short), and tiny ones (many chunk edges).
+        for (const std::size_t chunk : {std::size_t{0}, L, std::size_t{700}, std::size_t{37}}) {
+            Dev<float> du(u), ddel(delta), dz(z), dB(Bm), dC(Cm), dA(A), dD(D), ddb(db), ds(s0), dy(std::vector<float>(ref.size(), NAN));
+            cuda::SelectiveScanArgs a;
+            a.u = du.p; a.delta = ddel.p; a.z = dz.p; a.B = dB.p; a.C = dC.p; a.A = dA.p; a.D = dD.p; a.delta_bias = ddb.p;
+            a.y = dy.p; a.state = ds.p; a.batch = Bn; a.length = L; a.dim = Dm; a.dstate = N; a.chunk = chunk;
+            cuda::selective_scan(a);
+            cuda::synchronize();
+            const double ey = rel_rms(dy.get(ref.size()), ref), es = rel_rms(ds.get(sref.size()), sref);
+            std::printf("[parity] selective scan dstate %zu chunk %4zu: y %.2e, final state %.2e x RMS\n", N, chunk, ey, es);
+            EXPECT_LE(ey, 1e-4);
+            EXPECT_LE(es, 1e-4);
+        }
     }
 }
 

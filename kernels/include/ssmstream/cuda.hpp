@@ -89,6 +89,9 @@ public:
     void reset();
     std::size_t fft_size() const noexcept;
     std::size_t hop() const noexcept;
+    /** True when the gather, spectrum multiply and scatter run as cuFFT callbacks inside the transforms (needs
+     * libnvJitLink at run time; SSM_CUFFT_CALLBACKS=0 turns it off), false when they are kernels of their own. */
+    bool fused() const noexcept;
 
 private:
     struct Impl;
@@ -104,8 +107,9 @@ private:
  *   nothing out).
  *   Δ = softplus(delta + delta_bias) if `delta_softplus`, else delta + delta_bias;
  *   h_t = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·u_t;  y_t = C_t·h_t + D·u_t;  y_t ·= silu(z_t).
- * The discretisation is fused, and the state lives in registers for the whole sequence: it is never written to global
- * memory except as the final state. */
+ * The discretisation is fused, and the state lives in registers: it is never written to global memory except at the
+ * edges of time chunks (used only when batch × dim channels are too few to fill the GPU) and as the final state.
+ * `chunk`: steps per time chunk, 0 = chosen here (one chunk per sequence when the channels fill the GPU). */
 struct SelectiveScanArgs {
     const float *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr, *D = nullptr,
                 *z = nullptr, *delta_bias = nullptr;
@@ -113,6 +117,7 @@ struct SelectiveScanArgs {
     float* state = nullptr;
     std::size_t batch = 1, length = 0, dim = 0, dstate = 16;
     bool delta_softplus = true;
+    std::size_t chunk = 0;
 };
 void selective_scan(const SelectiveScanArgs& args);
 
