@@ -2,6 +2,7 @@
 // offline zero-phase path: forward-backward filtering with scipy `sosfiltfilt`'s padding and initial conditions.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -12,6 +13,12 @@
 namespace ssm {
 
 namespace {
+
+std::string hz(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
 
 nlohmann::json design_json(const FilterSpec& s) {
     nlohmann::json d = {{"family", std::string(to_string(s.family))}, {"sample_rate", s.sample_rate}};
@@ -112,8 +119,8 @@ std::vector<double> sosfiltfilt(const Sos& sos_in, std::span<const double> x) {
     const Sos sos = normalised(sos_in);
     const std::size_t n = x.size(), pad = filtfilt_padlen(sos_in);
     if (n <= pad)
-        throw UsageError("zero-phase filtering needs more than " + std::to_string(pad) + " samples (its edge padding, 3 per " +
-                         "pole and zero as scipy's sosfiltfilt), got " + std::to_string(n));
+        throw UsageError("zero-phase filtering needs more than " + std::to_string(pad) + " samples (the edge padding of scipy's " +
+                         "sosfiltfilt for " + std::to_string(sos_in.size()) + " sections), got " + std::to_string(n));
     // Odd extension: the signal mirrored through its end points, `pad` samples each side.
     std::vector<double> ext(n + 2 * pad);
     for (std::size_t i = 0; i < pad; ++i) ext[i] = 2 * x[0] - x[pad - i];
@@ -152,8 +159,8 @@ std::vector<std::byte> chain_filter_bytes(const FilterSpec& spec, const TensorFi
     const auto model = Model::from_tensor_file(file);  // validates the model as a whole first
     const auto& mi = model->info();
     if (mi.sample_rate > 0 && std::abs(mi.sample_rate - spec.sample_rate) > 1e-9 * mi.sample_rate)
-        throw UsageError("the filter is designed at " + std::to_string(spec.sample_rate) + " Hz but model '" + mi.name +
-                         "' runs at " + std::to_string(mi.sample_rate) + " Hz; design it at the model's rate");
+        throw UsageError("the filter is designed at " + hz(spec.sample_rate) + " Hz but model '" + mi.name + "' runs at " +
+                         hz(mi.sample_rate) + " Hz; design it at the model's rate");
     auto cfg = nlohmann::json::parse(model->config_json());
     std::set<std::string> names;
     for (const auto& t : file.tensors()) names.insert(t.name.substr(0, t.name.find('.')));
