@@ -5,6 +5,7 @@
 // 2006); Bessel poles as the roots of the reverse Bessel polynomial by Aberth's simultaneous iteration.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numbers>
 
 #include "ssmstream/error.hpp"

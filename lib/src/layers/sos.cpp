@@ -6,9 +6,11 @@
 // zero floats decode to 0.0), so every block size gives the same bits as stepping sample by sample.
 #include "layers/sos.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 
 #include "ssmstream/error.hpp"
 
