@@ -1,4 +1,4 @@
-// ssm — the command-line face of ssmstream: info, run (files), stream (stdin/stdout), convert.
+// ssm — the command-line face of ssmstream: info, run (files), stream (stdin/stdout), convert, design.
 // Every external input is validated here; a fault prints one line on stderr and exits non-zero, and no output
 // file appears unless the run completed.
 #include <samplerate.h>
@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "convert.hpp"
+#include "design.hpp"
 #include "gpu.hpp"
 #include "lm_run.hpp"
 #include "signal_io.hpp"
@@ -122,6 +123,7 @@ struct RunOptions {
     bool json = false, quiet = false;
     std::string nonfinite = "error";
     double rate = 0;
+    bool zero_phase = false;
 };
 
 int cmd_info(const fs::path& path, bool json) {
@@ -148,6 +150,10 @@ int cmd_info(const fs::path& path, bool json) {
 }
 
 int cmd_run(const fs::path& model_path, const fs::path& in_path, const fs::path& out_path, const RunOptions& o) {
+    if (o.zero_phase) {
+        if (o.backend != "auto" || o.json) throw UsageError("--zero-phase runs offline forward-backward; it takes no --backend or --json");
+        return run_zero_phase(model_path, in_path, out_path, {o.nonfinite, o.rate, o.quiet});
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const auto model = load_model(model_path);
     if (is_checkpoint_dir(model_path) || is_token_npy(in_path)) {  // a language model: token ids in, logits out
@@ -387,6 +393,7 @@ int main(int argc, char** argv) {
     run->add_option("--nonfinite", ro.nonfinite, "NaN/Inf in the input: error (default) or zero")->check(CLI::IsMember({"error", "zero"}));
     run->add_flag("--json", ro.json, "print a JSON timing summary on stdout");
     run->add_flag("-q,--quiet", ro.quiet, "no progress bar or notes");
+    run->add_flag("--zero-phase", ro.zero_phase, "offline zero-phase filtering (forward-backward, as scipy sosfiltfilt); designed filters only");
 
     std::size_t sblock = 256;
     double srate = 0;
@@ -406,6 +413,9 @@ int main(int argc, char** argv) {
     conv->add_option("--rate", co.sample_rate, "the sample rate the model was trained at (Hz)");
     conv->add_option("--name", co.name, "model name");
 
+    DesignOptions dop;
+    auto* des = add_design_command(app, dop);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -422,6 +432,7 @@ int main(int argc, char** argv) {
         if (*info) return cmd_info(model, json);
         if (*run) return cmd_run(model, input, output, ro);
         if (*stream) return cmd_stream(model, sblock, srate);
+        if (*des) return cmd_design(dop);
         if (*conv && is_checkpoint_dir(input)) {
             std::fprintf(stderr, "ssm: %s -> %s\n", convert_checkpoint(input, output, co.dtype).c_str(), output.c_str());
             return 0;

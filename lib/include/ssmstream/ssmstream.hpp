@@ -3,6 +3,7 @@
 #include "ssmstream/batch.hpp"
 #include "ssmstream/checkpoint.hpp"
 #include "ssmstream/error.hpp"
+#include "ssmstream/filters.hpp"
 #include "ssmstream/model.hpp"
 #include "ssmstream/stream.hpp"
 #include "ssmstream/tensor_file.hpp"

@@ -87,7 +87,7 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
     // The model's input width is what its first layer declares (a residual's: its norm's or first body layer's).
     std::function<std::size_t(const json&)> declared = [&](const json& l) -> std::size_t {
         if (!l.is_object()) return 0;
-        for (const char* k : {"in", "d_model", "dim"})
+        for (const char* k : {"in", "d_model", "dim", "channels"})
             if (l.contains(k) && l[k].is_number_unsigned()) return l[k].get<std::size_t>();
         if (l.contains("norm") && l["norm"].is_object())
             if (auto w = declared(l["norm"])) return w;
@@ -95,7 +95,7 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
         return 0;
     };
     std::size_t width = declared(first);
-    if (width == 0 || width > (1u << 20)) fail("the first layer must declare its input width (\"in\", \"d_model\" or \"dim\")");
+    if (width == 0 || width > (1u << 20)) fail("the first layer must declare its input width (\"in\", \"d_model\", \"dim\" or \"channels\")");
     info.in_channels = width;
     detail::Params params(file);
     try {

@@ -18,7 +18,7 @@ static const std::map<std::string, Factory>& registry() {
         {"relu", make_activation},     {"sigmoid", make_activation},  {"glu", make_glu},
         {"s4d", make_s4d},             {"residual", make_residual},
         {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
-        {"embedding", make_embedding},
+        {"embedding", make_embedding}, {"sos", make_sos},
     };
     return r;
 }
