@@ -8,6 +8,7 @@
 #include <cufft.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -122,8 +123,13 @@ int main(int argc, char** argv) {
                 else setenv("SSM_CUFFT_CALLBACKS", mode.c_str(), 1);
                 Buf k(H * taps);
                 fill(k, 200 + lg, 1.0f / std::sqrt(static_cast<float>(taps)));
+                const auto t0 = std::chrono::steady_clock::now();
                 ssm::cuda::FftConv conv(H, taps, L);
                 conv.set_kernel(k.p);
+                conv.run(x.p, L, y.p, L, L);  // the first call makes the plans (and JIT-links the callbacks)
+                ck(cudaDeviceSynchronize(), "first call");
+                std::printf("# fftconv L=%zu taps=%zu %s: construction + first call %.1f ms\n", L, taps, conv.fused() ? "fused" : "separate",
+                            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
                 const double ms = median_ms([&] {
                     conv.reset();
                     conv.run(x.p, L, y.p, L, L);

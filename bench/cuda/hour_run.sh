@@ -3,6 +3,7 @@
 # and the realistic 16 kHz model (Linear 1→64, 4 pre-norm LayerNorm residual S4D blocks H=64 N=64, Linear 64→1, as
 # bench/README.md's BM_S4DBatch); prints the timing summaries and the difference between the two outputs.
 # usage: bench/cuda/hour_run.sh BIN_DIR OUT_DIR   (BIN_DIR holds ssm and make_test_model)
+# CPU_FOR: the models (basenames) also run on the CPU for the comparison, default all; CPU_BACKEND as ssm's --backend.
 set -euo pipefail
 BIN=$1; OUT=$2; WORK=${WORK:-/tmp/ssm-hour}
 mkdir -p "$WORK" "$OUT"
@@ -29,6 +30,7 @@ for m in models/hum-remover/hum-remover.safetensors "$WORK/realistic.safetensors
   name=$(basename "$m" .safetensors)
   echo "== $name: ssm run --backend cuda (1 h of 16 kHz)"
   "$BIN/ssm" run "$m" "$WORK/hour.wav" "$WORK/$name-gpu.npy" --backend cuda --json -q | tee "$OUT/$name-gpu.json" | grep -E '"seconds"|x_realtime|"backend"' 
+  case " ${CPU_FOR:-all} " in *" all "*|*" $name "*) ;; *) echo "== $name: CPU run skipped (CPU_FOR)"; continue ;; esac
   echo "== $name: ssm run --backend fft (CPU, $(nproc) threads)"
   "$BIN/ssm" run "$m" "$WORK/hour.wav" "$WORK/$name-cpu.npy" --backend ${CPU_BACKEND:-auto} --json -q | tee "$OUT/$name-cpu.json" | grep -E '"seconds"|x_realtime|"backend"'
   compare "$WORK/$name-gpu.npy" "$WORK/$name-cpu.npy"

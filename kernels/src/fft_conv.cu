@@ -115,7 +115,7 @@ unsigned tiles(std::size_t n) { return static_cast<unsigned>((n + kThreads - 1) 
 
 }  // namespace
 
-OverlapSave::OverlapSave(std::size_t channels, std::size_t taps, std::size_t max_frames, std::size_t fft_size)
+OverlapSave::OverlapSave(std::size_t channels, std::size_t taps, std::size_t max_frames, std::size_t fft_size, bool callbacks)
     : H_(channels), taps_(taps), hl_(taps - 1), max_frames_(max_frames) {
     if (channels == 0 || taps == 0 || max_frames == 0) throw UsageError("FftConv: channels, taps and frames must be > 0");
     if (channels > 65535) throw UsageError("FftConv: at most 65535 channels per convolution");
@@ -137,7 +137,7 @@ OverlapSave::OverlapSave(std::size_t channels, std::size_t taps, std::size_t max
     // The fused callbacks pay off for long transforms only (H100: 1.3x faster from M = 2^16 on, 10-20% slower at
     // M ≤ 2^15, where cuFFT's callback kernels lose more than the passes they save). SSM_CUFFT_CALLBACKS=0 / =1
     // forces either pipeline (for comparison); the separate one is also the fallback when the callbacks fail.
-    fused_ = M_ >= (std::size_t{1} << 16);
+    fused_ = callbacks && M_ >= (std::size_t{1} << 16);
     if (const char* e = std::getenv("SSM_CUFFT_CALLBACKS"); e && std::strcmp(e, "1") == 0) fused_ = true;
     if (const char* e = std::getenv("SSM_CUFFT_CALLBACKS"); e && std::strcmp(e, "0") == 0) fused_ = false;
     long long n[1] = {static_cast<long long>(M_)};
@@ -303,7 +303,7 @@ namespace ssm::cuda {
 
 struct FftConv::Impl {
     detail::OverlapSave os;
-    Impl(std::size_t c, std::size_t t, std::size_t f) : os(c, t, f) {}
+    Impl(std::size_t c, std::size_t t, std::size_t f) : os(c, t, f, 0, true) {}
 };
 
 FftConv::FftConv(std::size_t channels, std::size_t taps, std::size_t max_frames)

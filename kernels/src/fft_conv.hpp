@@ -18,8 +18,11 @@ namespace ssm::cuda::detail {
 
 class OverlapSave {
 public:
-    /** `fft_size` 0: a power of two ≥ 4 × taps, at least 4096, at most what a call of `max_frames` can use. */
-    OverlapSave(std::size_t channels, std::size_t taps, std::size_t max_frames, std::size_t fft_size = 0);
+    /** `fft_size` 0: a power of two ≥ 4 × taps, at least 4096, at most what a call of `max_frames` can use.
+     * `callbacks`: use the fused cuFFT callbacks for transforms of 2^16 and more (faster per call, but each plan is
+     * JIT-linked when first needed, a cost of the order of 0.1 s: worth it for long convolutions run many times, not
+     * for the per-chunk plans of a Batch, which keeps the separate kernels). */
+    OverlapSave(std::size_t channels, std::size_t taps, std::size_t max_frames, std::size_t fft_size = 0, bool callbacks = false);
     ~OverlapSave();
     OverlapSave(const OverlapSave&) = delete;
     OverlapSave& operator=(const OverlapSave&) = delete;

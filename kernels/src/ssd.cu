@@ -184,7 +184,7 @@ __device__ __forceinline__ int chunk_decay(const SsdArgs& a, std::size_t b, std:
     return q;
 }
 
-// Rows [0, q) of a [q][64] block at src (row stride `stride` floats) into dst[64][kLd], zero rows past q; 128 threads.
+// Rows [0, q) of a [q][64] block at src (row stride `stride` floats) into dst[64][kLd], zero rows past q.
 __device__ __forceinline__ void load_rows(const float* src, std::size_t stride, int q, float* dst) {
     for (int k = threadIdx.x; k < kQ * 16; k += blockDim.x) {
         const int r = k >> 4, c4 = (k & 15) * 4;
@@ -194,8 +194,8 @@ __device__ __forceinline__ void load_rows(const float* src, std::size_t stride, 
     }
 }
 
-// S_c = Xᵀ·diag(w)·B, w_j = exp(Λ_last − Λ_j)·Δ_j: one block (4 warps, 4 output tiles each) per chunk, head, sequence.
-__global__ void __launch_bounds__(128) ssd_states_tc(SsdArgs a, std::size_t nchunks, float* states, float* decay) {
+// S_c = Xᵀ·diag(w)·B, w_j = exp(Λ_last − Λ_j)·Δ_j: one block (8 warps, 2 output tiles each) per chunk, head, sequence.
+__global__ void __launch_bounds__(256) ssd_states_tc(SsdArgs a, std::size_t nchunks, float* states, float* decay) {
     __shared__ __align__(32) float xs[kQ * kLd], bw[kQ * kLd];
     __shared__ float lam[kQ], dts[kQ];
     const std::size_t c = blockIdx.x, hd = blockIdx.y, b = blockIdx.z, t0 = c * kQ;
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(128) ssd_states_tc(SsdArgs a, std::size_t nchu
     const int w = threadIdx.x >> 5;
     float* out = states + ((b * nchunks + c) * a.heads + hd) * kQ * kQ;
 #pragma unroll 1
-    for (int t = w * 4; t < w * 4 + 4; ++t) {
+    for (int t = w * 2; t < w * 2 + 2; ++t) {
         const int tp = t >> 2, tn = t & 3;
         FragC acc;
         wmma::fill_fragment(acc, 0.0f);
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(128) ssd_states_tc(SsdArgs a, std::size_t nchu
 }
 
 // y = (C·Bᵀ ∘ L)·X + diag(exp Λ)·C·S_inᵀ + D·X for one chunk, head, sequence.
-__global__ void __launch_bounds__(128) ssd_outputs_tc(SsdArgs a, std::size_t nchunks, const float* states) {
+__global__ void __launch_bounds__(256) ssd_outputs_tc(SsdArgs a, std::size_t nchunks, const float* states) {
     extern __shared__ __align__(32) float sm[];
     float *cs = sm, *bs = cs + kQ * kLd, *xs = bs + kQ * kLd, *ms = xs + kQ * kLd, *ss = ms + kQ * kLd;
     float *lam = ss + kQ * kLd, *dts = lam + kQ;
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(128) ssd_outputs_tc(SsdArgs a, std::size_t nch
     __syncthreads();
     const int w = threadIdx.x >> 5;
 #pragma unroll 1
-    for (int t = w * 4; t < w * 4 + 4; ++t) {  // G = C·Bᵀ
+    for (int t = w * 2; t < w * 2 + 2; ++t) {  // G = C·Bᵀ
         const int ti = t >> 2, tj = t & 3;
         FragC acc;
         wmma::fill_fragment(acc, 0.0f);
@@ -254,10 +254,10 @@ __global__ void __launch_bounds__(128) ssd_outputs_tc(SsdArgs a, std::size_t nch
     const float Dh = a.D ? a.D[hd] : 0.0f;
     const std::size_t ystride = a.heads * kQ;
     float* yg = a.y + ((b * a.length + t0) * a.heads + hd) * kQ;
-    FragC accs[4];
+    FragC accs[2];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const int t = w * 4 + r, ti = t >> 2, tp = t & 3;
+    for (int r = 0; r < 2; ++r) {
+        const int t = w * 2 + r, ti = t >> 2, tp = t & 3;
         FragC& acc = accs[r];
         wmma::load_matrix_sync(acc, xs + ti * 16 * kLd + tp * 16, kLd, wmma::mem_row_major);
 #pragma unroll
@@ -271,8 +271,8 @@ __global__ void __launch_bounds__(128) ssd_outputs_tc(SsdArgs a, std::size_t nch
     if (q == kQ) return;
     __syncthreads();  // the short last chunk: through shared memory (ms is free now), rows < q only
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const int t = w * 4 + r, ti = t >> 2, tp = t & 3;
+    for (int r = 0; r < 2; ++r) {
+        const int t = w * 2 + r, ti = t >> 2, tp = t & 3;
         wmma::store_matrix_sync(ms + ti * 16 * kLd + tp * 16, accs[r], kLd, wmma::mem_row_major);
     }
     __syncthreads();
@@ -368,7 +368,7 @@ void ssd_scan(const SsdArgs& a) {
         if (bh > 65535) throw UsageError("ssd_scan: batch × heads must be ≤ 65535");
         const std::size_t smo = (5 * kQ * kLd + 2 * kQ) * sizeof(float);
         SSM_CUDA_CHECK(cudaFuncSetAttribute(ssd_outputs_tc, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smo)));
-        ssd_states_tc<<<grid, 128>>>(a, nchunks, states.get(), decay.get());
+        ssd_states_tc<<<grid, 256>>>(a, nchunks, states.get(), decay.get());
         SSM_CUDA_LAUNCHED("ssd: chunk states (tensor cores)");
         const unsigned cb = static_cast<unsigned>((cells + 255) / 256);
         ssd_group_k<<<dim3(cb, static_cast<unsigned>(G), static_cast<unsigned>(bh)), 256>>>(a, nchunks, per, static_cast<unsigned>(G),
@@ -379,7 +379,7 @@ void ssd_scan(const SsdArgs& a) {
         ssd_group_fill_k<<<dim3(cb, static_cast<unsigned>(G), static_cast<unsigned>(bh)), 256>>>(a, nchunks, per, static_cast<unsigned>(G),
                                                                                                 gagg.get(), states.get(), decay.get());
         SSM_CUDA_LAUNCHED("ssd: combine fill");
-        ssd_outputs_tc<<<grid, 128, smo>>>(a, nchunks, states.get());
+        ssd_outputs_tc<<<grid, 256, smo>>>(a, nchunks, states.get());
         SSM_CUDA_LAUNCHED("ssd: outputs (tensor cores)");
         return;
     }

@@ -89,8 +89,10 @@ public:
     void reset();
     std::size_t fft_size() const noexcept;
     std::size_t hop() const noexcept;
-    /** True when the gather, spectrum multiply and scatter run as cuFFT callbacks inside the transforms (needs
-     * libnvJitLink at run time; SSM_CUFFT_CALLBACKS=0 turns it off), false when they are kernels of their own. */
+    /** True when the gather, spectrum multiply and scatter run as cuFFT callbacks inside the transforms, false when
+     * they are kernels of their own. Callbacks are used for transforms of 2^16 and more, where they are faster (each
+     * plan is JIT-linked through libnvJitLink when first needed, about 0.1 s; without it the separate kernels run);
+     * SSM_CUFFT_CALLBACKS=0 / =1 forces either pipeline. ssm::cuda::Batch keeps the separate kernels. */
     bool fused() const noexcept;
 
 private:
