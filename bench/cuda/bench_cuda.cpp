@@ -190,6 +190,13 @@ int main(int argc, char** argv) {
             const std::string name = K == 0 ? "selective_scan_ours" : "selective_scan_ours_K" + std::to_string(K);
             row(name.c_str(), L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
         }
+        for (const char* algo : {"rescan", "fixup"}) {  // both chunked algorithms forced, for comparison
+            a.chunk = 0;
+            setenv("SSM_SCAN_ALGO", algo, 1);
+            const double ms = median_ms([&] { ssm::cuda::selective_scan(a); });
+            unsetenv("SSM_SCAN_ALGO");
+            row(("selective_scan_ours_" + std::string(algo)).c_str(), L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
+        }
         if (std::getenv("SSM_BENCH_POLY")) {  // variants of the exponential split (see selective_scan.cu, ex2_mix)
             a.chunk = 0;
             for (const char* v : {"1", "2", "257", "258"}) {

@@ -13,7 +13,7 @@ for f in ("bench_cuda.csv", "torch_peers.csv"):
 series = {}
 for r in rows:
     # the default paths only: chunking (_K*), exponential-split (_poly*) and forced-fused variants stay in the CSV
-    if r[0].startswith("copy") or "_K" in r[0] or "_poly" in r[0] or r[0].endswith("_fused"):
+    if r[0].startswith("copy") or "_K" in r[0] or "_poly" in r[0] or r[0].endswith(("_fused", "_fixup", "_rescan")):
         continue
     series.setdefault(r[0], []).append((int(r[1]), float(r[5]) / 1e9))
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))

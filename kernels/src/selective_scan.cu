@@ -12,11 +12,15 @@
 //   2. combine_*_k: per (sequence, channel, state index), the state entering chunk k is
 //      exp(A·ΣΔ_{k−1})·(state entering chunk k−1) + (own final state of chunk k−1) — exact, since A is diagonal;
 //   3. chunk_outputs_k: every chunk reruns from its true entering state and writes y (the last one the final state).
-// With K = 1 (enough channels) only pass 3 runs: one read of every input, one write of y.
+// With few channels and long chunks the second scan is replaced by a fix-up (see launch and chunk_fixup_k): every chunk
+// is scanned once from a zero state, writing y and its own final state; after step 2, only the first steps of each
+// chunk, until the decayed entering state falls below float rounding, get the entering state's share of y added.
+// With K = 1 (enough channels) only one scan runs: one read of every input, one write of y.
 #include <cuda_pipeline.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common.hpp"
@@ -224,12 +228,12 @@ __global__ void __launch_bounds__(kCh, N <= 16 ? 12 : N <= 32 ? 6 : 3) chunk_sta
 // Loads of several chunks are issued before the dependent chain uses them.
 constexpr int kLoads = 8;
 
-__global__ void combine_groups_k(SelectiveScanArgs a, std::size_t nchunks, std::size_t per, unsigned G, const float* hloc,
-                                 const float* dsum, float* gagg, float* gdec) {
+__global__ void combine_groups_k(SelectiveScanArgs a, std::size_t nchunks, std::size_t nagg, std::size_t per, unsigned G,
+                                 const float* hloc, const float* dsum, float* gagg, float* gdec) {
     const std::size_t j = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x, g = blockIdx.y, b = blockIdx.z;
     if (j >= a.dim * a.dstate) return;
     const std::size_t d = j / a.dstate, cells = a.dim * a.dstate;
-    const std::size_t k0 = g * per, k1 = std::min(nchunks - 1, k0 + per);
+    const std::size_t k0 = g * per, k1 = std::min(nagg, k0 + per);
     const float A = a.A[j];
     float s = 0.0f, D = 0.0f;
     for (std::size_t k = k0; k < k1; k += kLoads) {
@@ -251,26 +255,30 @@ __global__ void combine_groups_k(SelectiveScanArgs a, std::size_t nchunks, std::
     gdec[(b * G + g) * cells + j] = D;
 }
 
-__global__ void combine_top_k(SelectiveScanArgs a, std::size_t nchunks, unsigned G, float* gagg, const float* gdec, float* hloc) {
+// fixup: the aggregates already hold the initial state (chunk 0 started from it) and the final state goes to a.state;
+// otherwise the walk starts from a.state and its end is the state entering the last chunk.
+__global__ void combine_top_k(SelectiveScanArgs a, std::size_t nchunks, unsigned G, float* gagg, const float* gdec, float* hloc,
+                              bool fixup) {
     const std::size_t j = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x, b = blockIdx.y;
     if (j >= a.dim * a.dstate) return;
     const std::size_t cells = a.dim * a.dstate;
     const float A = a.A[j];
-    float s = a.state ? a.state[b * cells + j] : 0.0f;
+    float s = a.state && !fixup ? a.state[b * cells + j] : 0.0f;
     for (unsigned g = 0; g < G; ++g) {
         const float own = gagg[(b * G + g) * cells + j], D = gdec[(b * G + g) * cells + j];
         gagg[(b * G + g) * cells + j] = s;  // now: the state entering group g
         s = fmaf(__expf(A * D), s, own);
     }
-    hloc[(b * nchunks + nchunks - 1) * cells + j] = s;
+    if (!fixup) hloc[(b * nchunks + nchunks - 1) * cells + j] = s;
+    else if (a.state) a.state[b * cells + j] = s;
 }
 
-__global__ void combine_fill_k(SelectiveScanArgs a, std::size_t nchunks, std::size_t per, unsigned G, const float* gin, float* hloc,
-                               const float* dsum) {
+__global__ void combine_fill_k(SelectiveScanArgs a, std::size_t nchunks, std::size_t nagg, std::size_t per, unsigned G, const float* gin,
+                               float* hloc, const float* dsum) {
     const std::size_t j = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x, g = blockIdx.y, b = blockIdx.z;
     if (j >= a.dim * a.dstate) return;
     const std::size_t d = j / a.dstate, cells = a.dim * a.dstate;
-    const std::size_t k0 = g * per, k1 = std::min(nchunks - 1, k0 + per);
+    const std::size_t k0 = g * per, k1 = std::min(nagg, k0 + per);
     const float A = a.A[j];
     float s = gin[(b * G + g) * cells + j];
     for (std::size_t k = k0; k < k1; k += kLoads) {
@@ -292,27 +300,102 @@ __global__ void combine_fill_k(SelectiveScanArgs a, std::size_t nchunks, std::si
 
 // Pass 3: every chunk from its entering state (hin[b][k][d][n], or a.state / zero when hin is null), writes y; the
 // last chunk writes the final state.
+// With hend (the fix-up algorithm): chunk 0 from a.state, the others from zero; each chunk's own final state and ΣΔ
+// go to hend / dsum, and chunk_fixup_k adds the part of y that the true entering state contributes.
 template <int N, int kPoly>
-__global__ void __launch_bounds__(kCh, N <= 16 ? 12 : N <= 32 ? 6 : 3) chunk_outputs_k(SelectiveScanArgs a, std::size_t chunk, std::size_t nchunks, const float* hin) {
+__global__ void __launch_bounds__(kCh, N <= 16 ? 12 : N <= 32 ? 6 : 3) chunk_outputs_k(SelectiveScanArgs a, std::size_t chunk, std::size_t nchunks, const float* hin,
+                                                                                  float* hend = nullptr, float* dsum = nullptr) {
     __shared__ Tile<N, true> s[2];
     const std::size_t d0 = blockIdx.x * std::size_t{kCh}, k = blockIdx.y, b = blockIdx.z, d = d0 + threadIdx.x;
     zero_pads<N, true>(a, s);
     const int ns = static_cast<int>(a.dstate);
     float A2[N], h[N];
     load_A<N>(a, d, A2);
-    const float* h0 = d >= a.dim ? nullptr
-                      : hin      ? hin + ((b * nchunks + k) * a.dim + d) * a.dstate
-                      : a.state  ? a.state + (b * a.dim + d) * a.dstate
-                                 : nullptr;
+    const float* h0 = d >= a.dim          ? nullptr
+                      : hin               ? hin + ((b * nchunks + k) * a.dim + d) * a.dstate
+                      : hend && k > 0     ? nullptr
+                      : a.state           ? a.state + (b * a.dim + d) * a.dstate
+                                          : nullptr;
 #pragma unroll
     for (int n = 0; n < N; ++n) h[n] = h0 && n < ns ? h0[n] : 0.0f;
     const std::size_t t0 = k * chunk, t1 = std::min(a.length, t0 + chunk);
-    scan_chunk<N, true, kPoly>(a, b, d0, t0, t1, A2, h, s);
+    const float sum = scan_chunk<N, true, kPoly>(a, b, d0, t0, t1, A2, h, s);
+    if (hend) {
+        if (d >= a.dim) return;
+        float* out = hend + ((b * nchunks + k) * a.dim + d) * a.dstate;
+#pragma unroll
+        for (int n = 0; n < N; ++n)
+            if (n < ns) out[n] = h[n];
+        dsum[(b * nchunks + k) * a.dim + d] = sum;
+        return;
+    }
     if (d < a.dim && a.state && k + 1 == nchunks) {
         float* out = a.state + (b * a.dim + d) * a.dstate;
 #pragma unroll
         for (int n = 0; n < N; ++n)
             if (n < ns) out[n] = h[n];
+    }
+}
+
+// The fix-up: y_t += (C_t · P_t)·silu(z_t) with P_t = exp(A·(Δ_1 + … + Δ_t)) ⊙ h_in, the entering state decayed to
+// step t of the chunk. With softplus Δ ≥ 0 and every A ≤ 0, P only shrinks, and once every |P[n]| is below 2^-26 of
+// the largest |h_in[n]| what is left is far below float rounding of y: the walk stops there (typically after a few
+// hundred steps of a chunk of thousands). Otherwise it runs to the chunk end. One thread per (sequence, chunk, channel).
+template <int N>
+__global__ void __launch_bounds__(kCh) chunk_fixup_k(SelectiveScanArgs a, std::size_t chunk, std::size_t nchunks, const float* hin) {
+    const std::size_t d = blockIdx.x * std::size_t{kCh} + threadIdx.x, k = blockIdx.y + 1, b = blockIdx.z;
+    if (d >= a.dim) return;
+    const int ns = static_cast<int>(a.dstate);
+    float A2[N], P[N];
+    load_A<N>(a, d, A2);
+    const float* h0 = hin + ((b * nchunks + k) * a.dim + d) * a.dstate;
+    float top = 0.0f;
+    bool shrinking = a.delta_softplus;
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+        P[n] = n < ns ? h0[n] : 0.0f;
+        top = fmaxf(top, fabsf(P[n]));
+        shrinking = shrinking && A2[n] <= 0.0f;
+    }
+    const float floor_ = top * 1.4901161e-08f;  // 2^-26
+    const float bias = a.delta_bias ? a.delta_bias[d] : 0.0f;
+    const std::size_t t0 = k * chunk, t1 = std::min(a.length, t0 + chunk);
+    const float* __restrict__ dl = a.delta + (b * a.length) * a.dim + d;
+    const float* __restrict__ zz = a.z ? a.z + (b * a.length) * a.dim + d : nullptr;
+    float* __restrict__ yy = a.y + (b * a.length) * a.dim + d;
+    constexpr int kG = 8;  // steps whose loads are issued together, ahead of the dependent chain
+    for (std::size_t t = t0; t < t1; t += kG) {
+        float dv[kG], zv[kG], yv[kG];
+#pragma unroll
+        for (int j = 0; j < kG; ++j) {
+            const bool in = t + j < t1;
+            dv[j] = in ? dl[(t + j) * a.dim] : 0.0f;
+            zv[j] = in && zz ? zz[(t + j) * a.dim] : 0.0f;
+            yv[j] = in ? yy[(t + j) * a.dim] : 0.0f;
+        }
+        float big = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kG; ++j) {
+            if (t + j >= t1) break;
+            float dt = dv[j] + bias;
+            if (a.delta_softplus) dt = softplus_(dt);
+            const float* Ct = a.C + (b * a.length + t + j) * a.dstate;
+            float c0 = 0.0f, c1 = 0.0f;
+            big = 0.0f;
+#pragma unroll
+            for (int n = 0; n < N; ++n) {
+                P[n] *= ex2_(dt * A2[n]);
+                big = fmaxf(big, fabsf(P[n]));
+                if (n < ns) {
+                    if (n & 1) c1 = fmaf(__ldg(Ct + n), P[n], c1);
+                    else c0 = fmaf(__ldg(Ct + n), P[n], c0);
+                }
+            }
+            float corr = c0 + c1;
+            if (zz) corr *= __fdividef(zv[j], 1.0f + __expf(-zv[j]));
+            yy[(t + j) * a.dim] = yv[j] + corr;
+        }
+        if (shrinking && big <= floor_) break;
     }
 }
 
@@ -323,6 +406,17 @@ void launch(const SelectiveScanArgs& a) {
         cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0);
         return v;
     }();
+    // Two algorithms once time is cut into chunks: "rescan" (pass 1 finds each chunk's own final state, pass 3 scans
+    // every chunk again from its true entering state: two scans of every step) and "fixup" (one scan of every chunk
+    // from a zero state, then only the first few hundred steps of each chunk corrected for the entering state, see
+    // chunk_fixup_k). The fix-up walk is latency-bound, so it pays with long chunks (≥ 4096 steps), which only few
+    // channels (long single sequences) leave room for. H100 (bench_cuda, dstate 16): 64 channels, 2^22 steps: 47% of
+    // the copy roofline against 44%, 2^24: 61% against 45%; but 256 channels, 2^20 steps: 26% against 40%, and with
+    // more channels the rescan was as fast or faster. SSM_SCAN_ALGO=fixup / rescan forces either (benchmarks, tests).
+    const char* algo = std::getenv("SSM_SCAN_ALGO");
+    bool fixup = a.batch * a.dim <= 64;
+    if (algo && std::strcmp(algo, "fixup") == 0) fixup = true;
+    if (algo && std::strcmp(algo, "rescan") == 0) fixup = false;
     std::size_t chunk = a.chunk;
     if (chunk == 0) {
         // Split time only as far as needed to fill every multiprocessor several times over (24 warps each): each
@@ -330,6 +424,7 @@ void launch(const SelectiveScanArgs& a) {
         const std::size_t want = static_cast<std::size_t>(sms) * 1536, lanes = a.batch * a.dim;
         const std::size_t k = std::clamp<std::size_t>((want + lanes - 1) / lanes, 1, std::max<std::size_t>(1, a.length / 512));
         chunk = (a.length + k - 1) / k;
+        if (fixup) chunk = std::max<std::size_t>(chunk, 4096);
     }
     chunk = std::max<std::size_t>(chunk, 1);
     const std::size_t nchunks = (a.length + chunk - 1) / chunk;
@@ -345,10 +440,17 @@ void launch(const SelectiveScanArgs& a) {
     static detail::DeviceArray<float> hloc, dsum;
     if (hloc.size() < a.batch * nchunks * a.dim * a.dstate) hloc = detail::DeviceArray<float>(a.batch * nchunks * a.dim * a.dstate);
     if (dsum.size() < a.batch * nchunks * a.dim) dsum = detail::DeviceArray<float>(a.batch * nchunks * a.dim);
-    chunk_states_k<N, kPoly><<<dim3(cblocks, static_cast<unsigned>(nchunks - 1), static_cast<unsigned>(a.batch)), kCh>>>(
-        a, chunk, nchunks, hloc.get(), dsum.get());
-    SSM_CUDA_LAUNCHED("selective_scan: chunk states");
-    const std::size_t cells = a.dim * a.dstate, G = std::min<std::size_t>(64, nchunks - 1), per = (nchunks - 1 + G - 1) / G;
+    if (fixup) {
+        chunk_outputs_k<N, kPoly><<<dim3(cblocks, static_cast<unsigned>(nchunks), static_cast<unsigned>(a.batch)), kCh>>>(
+            a, chunk, nchunks, nullptr, hloc.get(), dsum.get());
+        SSM_CUDA_LAUNCHED("selective_scan: chunks from zero");
+    } else {
+        chunk_states_k<N, kPoly><<<dim3(cblocks, static_cast<unsigned>(nchunks - 1), static_cast<unsigned>(a.batch)), kCh>>>(
+            a, chunk, nchunks, hloc.get(), dsum.get());
+        SSM_CUDA_LAUNCHED("selective_scan: chunk states");
+    }
+    const std::size_t nagg = fixup ? nchunks : nchunks - 1;
+    const std::size_t cells = a.dim * a.dstate, G = std::min<std::size_t>(64, nagg), per = (nagg + G - 1) / G;
     static detail::DeviceArray<float> gagg, gdec;
     if (gagg.size() < a.batch * G * cells) {
         gagg = detail::DeviceArray<float>(a.batch * G * cells);
@@ -356,13 +458,19 @@ void launch(const SelectiveScanArgs& a) {
     }
     const unsigned cb = static_cast<unsigned>((cells + 127) / 128);
     combine_groups_k<<<dim3(cb, static_cast<unsigned>(G), static_cast<unsigned>(a.batch)), 128>>>(
-        a, nchunks, per, static_cast<unsigned>(G), hloc.get(), dsum.get(), gagg.get(), gdec.get());
+        a, nchunks, nagg, per, static_cast<unsigned>(G), hloc.get(), dsum.get(), gagg.get(), gdec.get());
     SSM_CUDA_LAUNCHED("selective_scan: combine groups");
-    combine_top_k<<<dim3(cb, static_cast<unsigned>(a.batch)), 128>>>(a, nchunks, static_cast<unsigned>(G), gagg.get(), gdec.get(), hloc.get());
+    combine_top_k<<<dim3(cb, static_cast<unsigned>(a.batch)), 128>>>(a, nchunks, static_cast<unsigned>(G), gagg.get(), gdec.get(), hloc.get(),
+                                                                       fixup);
     SSM_CUDA_LAUNCHED("selective_scan: combine top");
     combine_fill_k<<<dim3(cb, static_cast<unsigned>(G), static_cast<unsigned>(a.batch)), 128>>>(
-        a, nchunks, per, static_cast<unsigned>(G), gagg.get(), hloc.get(), dsum.get());
+        a, nchunks, nagg, per, static_cast<unsigned>(G), gagg.get(), hloc.get(), dsum.get());
     SSM_CUDA_LAUNCHED("selective_scan: combine fill");
+    if (fixup) {
+        chunk_fixup_k<N><<<dim3(cblocks, static_cast<unsigned>(nchunks - 1), static_cast<unsigned>(a.batch)), kCh>>>(a, chunk, nchunks, hloc.get());
+        SSM_CUDA_LAUNCHED("selective_scan: fix-up");
+        return;
+    }
     chunk_outputs_k<N, kPoly><<<dim3(cblocks, static_cast<unsigned>(nchunks), static_cast<unsigned>(a.batch)), kCh>>>(a, chunk, nchunks, hloc.get());
     SSM_CUDA_LAUNCHED("selective_scan: outputs");
 }

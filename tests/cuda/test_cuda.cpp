@@ -236,8 +236,11 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
                 }
                 for (std::size_t n = 0; n < N; ++n) sref[(b * Dm + d) * N + n] = static_cast<float>(h[n]);
             }
-        // Time chunks: automatic, one per sequence, uneven (the last one short), and tiny ones (many chunk edges).
+        // Time chunks: automatic, one per sequence, uneven (the last one short), and tiny ones (many chunk edges);
+        // both algorithms (one scan + fix-up of each chunk's first steps, "fixup"; two scans, "rescan").
+        for (const char* algo : {"fixup", "rescan"})
         for (const std::size_t chunk : {std::size_t{0}, L, std::size_t{700}, std::size_t{37}}) {
+            setenv("SSM_SCAN_ALGO", algo, 1);
             Dev<float> du(u), ddel(delta), dz(z), dB(Bm), dC(Cm), dA(A), dD(D), ddb(db), ds(s0), dy(std::vector<float>(ref.size(), NAN));
             cuda::SelectiveScanArgs a;
             a.u = du.p; a.delta = ddel.p; a.z = dz.p; a.B = dB.p; a.C = dC.p; a.A = dA.p; a.D = dD.p; a.delta_bias = ddb.p;
@@ -245,7 +248,8 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
             cuda::selective_scan(a);
             cuda::synchronize();
             const double ey = rel_rms(dy.get(ref.size()), ref), es = rel_rms(ds.get(sref.size()), sref);
-            std::printf("[parity] selective scan dstate %zu chunk %4zu: y %.2e, final state %.2e x RMS\n", N, chunk, ey, es);
+            unsetenv("SSM_SCAN_ALGO");
+            std::printf("[parity] selective scan dstate %zu chunk %4zu %-6s: y %.2e, final state %.2e x RMS\n", N, chunk, algo, ey, es);
             EXPECT_LE(ey, 1e-4);
             EXPECT_LE(es, 1e-4);
         }
