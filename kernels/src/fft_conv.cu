@@ -157,7 +157,10 @@ OverlapSave::~OverlapSave() {
     }
 }
 
-bool OverlapSave::make_fused(Plans& p, std::size_t windows) {
+bool OverlapSave::make_fused([[maybe_unused]] Plans& p, [[maybe_unused]] std::size_t windows) {
+#if CUFFT_VERSION < 12000
+    return false;  // cufftXtSetJITCallback with a symbol name is CUDA 13's (cuFFT 12); older toolkits: separate kernels
+#else
     long long n[1] = {static_cast<long long>(M_)};
     long long real_embed[1] = {static_cast<long long>(M_ + 2)}, cplx_embed[1] = {static_cast<long long>(M_ / 2 + 1)};
     const long long batch = static_cast<long long>(windows * H_);
@@ -214,6 +217,7 @@ bool OverlapSave::make_fused(Plans& p, std::size_t windows) {
         cudaGetLastError();
     }
     return ok;
+#endif
 }
 
 void OverlapSave::reset() { hist_.zero(); }
