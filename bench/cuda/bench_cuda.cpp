@@ -190,6 +190,16 @@ int main(int argc, char** argv) {
             const std::string name = K == 0 ? "selective_scan_ours" : "selective_scan_ours_K" + std::to_string(K);
             row(name.c_str(), L, batch * dim, N, ms, static_cast<double>(batch * L * dim), bytes);
         }
+        if (const char* e = std::getenv("SSM_BENCH_CHUNKS")) {  // extra chunk lengths, "2048,8192" (default algorithm)
+            for (std::string list = e; !list.empty();) {
+                const auto comma = list.find(',');
+                a.chunk = std::stoul(list.substr(0, comma));
+                list = comma == std::string::npos ? "" : list.substr(comma + 1);
+                const double ms = median_ms([&] { ssm::cuda::selective_scan(a); });
+                row(("selective_scan_ours_chunk" + std::to_string(a.chunk)).c_str(), L, batch * dim, N, ms,
+                    static_cast<double>(batch * L * dim), bytes);
+            }
+        }
         for (const char* algo : {"rescan", "fixup"}) {  // both chunked algorithms forced, for comparison
             a.chunk = 0;
             setenv("SSM_SCAN_ALGO", algo, 1);
