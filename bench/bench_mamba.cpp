@@ -200,6 +200,7 @@ void BM_LMStep(benchmark::State& st, std::string dir) {
     st.counters["ms_per_token"] = benchmark::Counter(1e-3, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
     st.counters["load_s"] = load_s;
     st.counters["weight_bytes_f32"] = static_cast<double>(m->info().parameters) * 4.0;
+    st.counters["weight_bytes_held"] = static_cast<double>(m->info().weight_bytes);  // BF16 matrices stay BF16
 }
 
 }  // namespace

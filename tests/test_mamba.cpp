@@ -362,3 +362,44 @@ TEST(MambaGolden, SsmtrainExportedSignalModelsMatchTheirPyTorchModule) {
         std::printf("[ parity ] %-18s stream-f64 %.2e  batch-f64 %.2e  (tol %.2e)\n", name, max_diff64(s, ref), max_diff64(b, ref), tol);
     }
 }
+
+// ---- BF16 checkpoints: the big matrices stay BF16 in memory (half the bytes a token step reads) ----
+
+namespace {
+// The checkpoint with every matrix stored as BF16, and the same (BF16-rounded) values stored as F32.
+std::pair<fs::path, fs::path> bf16_and_f32_twins(const std::string& name) {
+    auto ck = import_checkpoint(golden_dir() / name);
+    for (auto& t : ck.tensors)
+        if (t.shape.size() >= 2) t.dtype = DType::BF16;
+    const auto bf = temp_dir() / (name + "_bf16.safetensors");
+    write_file_atomically(bf, encode_native(ck));
+    const auto file = TensorFile::open(bf);
+    for (auto& t : ck.tensors) {
+        t.values = TensorFile::to_double(*file.find(t.name));  // exactly the BF16 values
+        t.dtype = DType::F32;
+    }
+    const auto f32 = temp_dir() / (name + "_bf16_as_f32.safetensors");
+    write_file_atomically(f32, encode_native(ck));
+    return {bf, f32};
+}
+}  // namespace
+
+TEST(MambaBf16, MatricesStayBf16AndGiveTheSameLogitsAsTheirF32Widening) {
+    for (const char* name : {"mamba_tiny", "mamba2_tiny", "falcon_mamba_tiny"}) {
+        SCOPED_TRACE(name);
+        const auto [bf_path, f32_path] = bf16_and_f32_twins(name);
+        const auto bf = Model::load(bf_path), f32 = Model::load(f32_path);
+        // Same maths, half the memory for the matrices (norms, conv, A, D, x/dt projections stay float32).
+        EXPECT_EQ(bf->info().parameters, f32->info().parameters);
+        EXPECT_EQ(f32->info().weight_bytes, f32->info().parameters * 4);
+        EXPECT_LT(bf->info().weight_bytes, f32->info().weight_bytes * 3 / 4);  // tiny configs: x/dt projections weigh more
+        const auto g = read_io(name);
+        const auto y_bf = run_batch(bf, g.tokens), y_f32 = run_batch(f32, g.tokens);
+        const double tol = 1e-5 * std::max(1.0, rms(y_f32));  // only the order of the sums differs
+        EXPECT_LE(max_abs_diff(y_bf, y_f32), tol) << "batch";
+        EXPECT_LE(max_abs_diff(run_stream(bf, g.tokens, 1), y_f32), tol) << "token by token";
+        EXPECT_LE(max_abs_diff(run_stream(bf, g.tokens, 5), y_f32), tol) << "blocks of 5";
+        // Rounding to BF16 moved the weights: the BF16 path is not secretly reading the golden F32 values.
+        EXPECT_GT(max_abs_diff(y_f32, run_batch(load_model(golden_dir() / name), g.tokens)), 1e-4);
+    }
+}

@@ -132,6 +132,7 @@ int cmd_info(const fs::path& path, bool json) {
     if (json) {
         nlohmann::json j = {{"name", i.name}, {"description", i.description}, {"sample_rate", i.sample_rate},
                             {"in_channels", i.in_channels}, {"out_channels", i.out_channels}, {"parameters", i.parameters},
+                            {"weight_bytes", i.weight_bytes},
                             {"state_bytes", i.state_floats * 4}, {"latency_samples", i.latency_samples}, {"layers", i.layers}};
         std::cout << j.dump(2) << "\n";
         return 0;
@@ -142,6 +143,8 @@ int cmd_info(const fs::path& path, bool json) {
     if (i.sample_rate > 0) std::printf("sample rate  %g Hz\n", i.sample_rate); else std::printf("sample rate  any\n");
     std::printf("channels     %zu in, %zu out\n", i.in_channels, i.out_channels);
     std::printf("parameters   %zu\n", i.parameters);
+    std::printf("weights      %.1f MB in memory%s\n", static_cast<double>(i.weight_bytes) / 1e6,
+                i.weight_bytes < i.parameters * 4 ? " (BF16 matrices kept as BF16)" : "");
     std::printf("state        %zu bytes per stream (%zu floats)\n", i.state_floats * 4, i.state_floats);
     std::printf("latency      %zu samples%s\n", i.latency_samples, i.latency_samples == 0 ? " (causal, zero algorithmic latency)" : "");
     std::printf("layers\n");

@@ -28,6 +28,7 @@ struct ModelInfo {
     std::size_t out_channels = 0;    ///< output width per frame
     std::size_t latency_samples = 0; ///< algorithmic latency the model declares (0 = causal, zero latency)
     std::size_t parameters = 0;      ///< trainable scalars
+    std::size_t weight_bytes = 0;    ///< memory the weights occupy (float32, or BF16 where a checkpoint's matrices are BF16)
     std::size_t state_floats = 0;    ///< recurrent state per stream, in floats
     std::vector<std::string> layers; ///< one line per layer, outermost first
 };

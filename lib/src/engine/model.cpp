@@ -117,6 +117,7 @@ std::shared_ptr<const Model> Model::from_tensor_file(const TensorFile& file) {
     info.out_channels = width;
     for (const auto& l : m->layers_) {
         info.parameters += l->param_count();
+        info.weight_bytes += l->weight_bytes();
         info.state_floats += l->state_size();
         m->max_width_ = std::max({m->max_width_, l->in_width(), l->out_width()});
         l->describe_into(info.layers, "");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ssmstream/batch.hpp"
+#include "ops/weights.hpp"
 #include "ssmstream/tensor_file.hpp"
 
 namespace ssm::detail {
@@ -28,6 +29,8 @@ public:
     /** As take(), converted straight to float32 (large weights: no float64 copy). */
     std::vector<float> take_floats(const std::string& name, const std::vector<std::int64_t>& shape,
                                    bool allow_trailing_one = false);
+    /** A [rows, cols] matrix as stored: a BF16 tensor stays BF16 (exact), any other dtype becomes float32. */
+    Weights take_weights(const std::string& name, std::int64_t rows, std::int64_t cols, bool allow_trailing_one = false);
     bool has(const std::string& name) const;
     const TensorView& view(const std::string& name) const;
     /** Names of tensors in the file that no layer took. */
@@ -111,6 +114,8 @@ public:
     /** Scratch `step` needs for blocks of up to `max_block` frames, in floats. */
     virtual std::size_t scratch_size(std::size_t /*max_block*/) const noexcept { return 0; }
     virtual std::size_t param_count() const noexcept = 0;
+    /** Bytes the layer's weights occupy in memory (float32 unless a layer keeps a checkpoint's BF16 as such). */
+    virtual std::size_t weight_bytes() const noexcept { return param_count() * sizeof(float); }
     /** One line for `ssm info`. */
     virtual std::string describe() const = 0;
     /** Lines for nested layers (indented by the caller). */

@@ -25,7 +25,8 @@ public:
     std::size_t D = 0, E = 0, N = 0, K = 0, R = 0;
     bool bcdt_norm = false;  // FalconMamba: weightless RMS norms on dt, B and C
     float bcdt_eps = 0.0f;
-    std::vector<float> w_in, b_in, conv_wt, conv_b, w_x, w_dt, b_dt, A, Dskip, w_out, b_out;
+    Weights w_in, w_out;
+    std::vector<float> b_in, conv_wt, conv_b, w_x, w_dt, b_dt, A, Dskip, b_out;
 
     std::size_t dbc() const noexcept { return R + 2 * N; }
     std::size_t in_width() const noexcept override { return D; }
@@ -37,6 +38,9 @@ public:
     std::size_t param_count() const noexcept override {
         return w_in.size() + b_in.size() + conv_wt.size() + conv_b.size() + w_x.size() + w_dt.size() + b_dt.size() +
                A.size() + Dskip.size() + w_out.size() + b_out.size();
+    }
+    std::size_t weight_bytes() const noexcept override {
+        return (param_count() - w_in.size() - w_out.size()) * sizeof(float) + w_in.bytes() + w_out.bytes();
     }
     std::string describe() const override {
         return std::string(bcdt_norm ? "falcon-mamba" : "mamba") + " '" + name + "' d_model " + std::to_string(D) +
@@ -61,7 +65,7 @@ public:
     // Stages over rows [t0, t1) (projections, norms) or channels [c0, c1) (convolution, recurrence); a block runs
     // them in order, Batch splits each over threads.
     void in_proj(const float* in, const Buffers& b, std::size_t t0, std::size_t t1) const noexcept {
-        project(in + t0 * D, D, t1 - t0, D, w_in.data(), b_in.empty() ? nullptr : b_in.data(), 2 * E, b.xz + t0 * 2 * E, 2 * E);
+        project(in + t0 * D, D, t1 - t0, D, w_in, b_in.empty() ? nullptr : b_in.data(), 2 * E, b.xz + t0 * 2 * E, 2 * E);
     }
     void conv(const Buffers& b, std::size_t frames, float* window, std::size_t c0, std::size_t c1) const noexcept {
         causal_conv_silu(b.xz, 2 * E, frames, E, K, conv_wt.data(), conv_b.empty() ? nullptr : conv_b.data(), window,
@@ -108,7 +112,7 @@ public:
         }
     }
     void out_proj(const Buffers& b, float* out, std::size_t t0, std::size_t t1) const noexcept {
-        project(b.y + t0 * E, E, t1 - t0, E, w_out.data(), b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
+        project(b.y + t0 * E, E, t1 - t0, E, w_out, b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
     }
 
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
@@ -198,7 +202,7 @@ std::unique_ptr<Layer> make_mamba(const nlohmann::json& c, Params& p, std::size_
     const auto D = static_cast<std::int64_t>(m->D), E = static_cast<std::int64_t>(m->E), N = static_cast<std::int64_t>(m->N),
                K = static_cast<std::int64_t>(m->K), R = static_cast<std::int64_t>(m->R);
     const std::string pre = m->name + ".";
-    m->w_in = p.take_floats(pre + "in_proj.weight", {2 * E, D});
+    m->w_in = p.take_weights(pre + "in_proj.weight", 2 * E, D);
     if (bias) m->b_in = p.take_floats(pre + "in_proj.bias", {2 * E});
     const auto cw = p.take(pre + "conv1d.weight", {E, 1, K});
     m->conv_wt.resize(m->K * m->E);
@@ -212,7 +216,7 @@ std::unique_ptr<Layer> make_mamba(const nlohmann::json& c, Params& p, std::size_
     m->A.resize(alog.size());
     for (std::size_t i = 0; i < alog.size(); ++i) m->A[i] = static_cast<float>(-std::exp(alog[i]));
     m->Dskip = p.take_floats(pre + "D", {E});
-    m->w_out = p.take_floats(pre + "out_proj.weight", {D, E});
+    m->w_out = p.take_weights(pre + "out_proj.weight", D, E);
     if (bias) m->b_out = p.take_floats(pre + "out_proj.bias", {D});
     if (in_width != m->D)
         throw ConfigError("layer " + layer_label(c) + ": d_model " + std::to_string(m->D) + " but receives " +

@@ -27,7 +27,8 @@ public:
     std::size_t D = 0, E = 0, N = 0, K = 0, H = 0, P = 0, G = 0, Q = 256;
     bool gated_norm = true, norm_before_gate = false;
     float norm_eps = 1e-5f, dt_lo = 0.0f, dt_hi = INFINITY;
-    std::vector<float> w_in, b_in, conv_wt, conv_b, dt_bias, A, Dskip /* [E] */, norm_w, w_out, b_out;
+    Weights w_in, w_out;
+    std::vector<float> b_in, conv_wt, conv_b, dt_bias, A, Dskip /* [E] */, norm_w, b_out;
 
     std::size_t conv_dim() const noexcept { return E + 2 * G * N; }
     std::size_t proj_width() const noexcept { return E + conv_dim() + H; }
@@ -39,6 +40,9 @@ public:
     }
     std::size_t param_count() const noexcept override {
         return w_in.size() + b_in.size() + conv_wt.size() + conv_b.size() + 3 * H + norm_w.size() + w_out.size() + b_out.size();
+    }
+    std::size_t weight_bytes() const noexcept override {
+        return (param_count() - w_in.size() - w_out.size()) * sizeof(float) + w_in.bytes() + w_out.bytes();
     }
     std::string describe() const override {
         return "mamba2 '" + name + "' d_model " + std::to_string(D) + ", d_inner " + std::to_string(E) + ", heads " +
@@ -61,7 +65,7 @@ public:
 
     void in_proj(const float* in, const Buffers& b, std::size_t t0, std::size_t t1) const noexcept {
         const std::size_t w = proj_width();
-        project(in + t0 * D, D, t1 - t0, D, w_in.data(), b_in.empty() ? nullptr : b_in.data(), w, b.zx + t0 * w, w);
+        project(in + t0 * D, D, t1 - t0, D, w_in, b_in.empty() ? nullptr : b_in.data(), w, b.zx + t0 * w, w);
         for (std::size_t t = t0; t < t1; ++t)
             for (std::size_t h = 0; h < H; ++h) {
                 const float d = softplus(b.zx[t * w + E + conv_dim() + h] + dt_bias[h]);
@@ -115,7 +119,7 @@ public:
             if (norm_before_gate)
                 for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
         }
-        project(b.y + t0 * E, E, t1 - t0, E, w_out.data(), b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
+        project(b.y + t0 * E, E, t1 - t0, E, w_out, b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
     }
 
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
@@ -293,7 +297,7 @@ std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size
                K = static_cast<std::int64_t>(m->K), CD = static_cast<std::int64_t>(m->conv_dim()),
                PW = static_cast<std::int64_t>(m->proj_width());
     const std::string pre = m->name + ".";
-    m->w_in = p.take_floats(pre + "in_proj.weight", {PW, D});
+    m->w_in = p.take_weights(pre + "in_proj.weight", PW, D);
     if (bias) m->b_in = p.take_floats(pre + "in_proj.bias", {PW});
     const auto cw = p.take(pre + "conv1d.weight", {CD, 1, K});
     m->conv_wt.resize(m->K * m->conv_dim());
@@ -307,7 +311,7 @@ std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size
     m->Dskip.resize(m->E);
     for (std::size_t i = 0; i < m->E; ++i) m->Dskip[i] = static_cast<float>(d_per_channel ? dv[i] : dv[i / m->P]);
     if (m->gated_norm) m->norm_w = p.take_floats(pre + "norm.weight", {E});
-    m->w_out = p.take_floats(pre + "out_proj.weight", {D, E});
+    m->w_out = p.take_weights(pre + "out_proj.weight", D, E);
     if (bias) m->b_out = p.take_floats(pre + "out_proj.bias", {D});
     if (in_width != m->D) fail("d_model " + std::to_string(m->D) + " but receives " + std::to_string(in_width) + " channels");
     return m;

@@ -49,6 +49,15 @@ inline void project(const float* in, std::size_t in_stride, std::size_t frames, 
     if (b != nullptr) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, nn);
 }
 
+/** As above over a checkpoint's matrix as stored (float32, or bfloat16 read as such: a token step reads half the bytes). */
+inline void project(const float* in, std::size_t in_stride, std::size_t frames, std::size_t k, const Weights& w,
+                    const float* b, std::size_t n, float* out, std::size_t out_stride) noexcept {
+    if (w.is_bf16())
+        project_bf16(in, in_stride, frames, k, w.bf16.data(), b, n, out, out_stride);
+    else
+        project(in, in_stride, frames, k, w.f32.data(), b, n, out, out_stride);
+}
+
 /** PyTorch's softplus (beta 1, threshold 20): x above 20 passes through, else log1p(exp(x)). */
 inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 

@@ -35,10 +35,11 @@ class Embedding final : public Layer {
 public:
     std::string name;
     std::size_t vocab = 0, dim = 0;
-    std::vector<float> table;
+    Weights table;  // [vocab][dim], BF16 kept as BF16
     std::size_t in_width() const noexcept override { return 1; }
     std::size_t out_width() const noexcept override { return dim; }
     std::size_t param_count() const noexcept override { return table.size(); }
+    std::size_t weight_bytes() const noexcept override { return table.bytes(); }
     std::string describe() const override {
         return "embedding '" + name + "' " + std::to_string(vocab) + " tokens -> " + std::to_string(dim);
     }
@@ -49,8 +50,7 @@ public:
             if (v >= 0.0f && v < static_cast<float>(vocab)) {
                 const auto id = static_cast<std::size_t>(std::lround(v));
                 if (id < vocab) {
-                    std::copy(table.begin() + static_cast<std::ptrdiff_t>(id * dim),
-                              table.begin() + static_cast<std::ptrdiff_t>((id + 1) * dim), y);
+                    table.row(id, y);
                     continue;
                 }
             }
@@ -81,7 +81,7 @@ std::unique_ptr<Layer> make_embedding(const nlohmann::json& c, Params& p, std::s
     l->vocab = get_size(c, "vocab");
     l->dim = get_size(c, "dim");
     if (l->vocab > (1u << 24)) throw ConfigError("layer " + layer_label(c) + ": vocab above 2^24 cannot be carried in float32 frames");
-    l->table = p.take_floats(l->name + ".weight", {static_cast<std::int64_t>(l->vocab), static_cast<std::int64_t>(l->dim)});
+    l->table = p.take_weights(l->name + ".weight", static_cast<std::int64_t>(l->vocab), static_cast<std::int64_t>(l->dim));
     (void)in_width;
     return l;
 }

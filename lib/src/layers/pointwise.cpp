@@ -15,29 +15,45 @@ std::vector<float> to_f32(const std::vector<double>& v) { return {v.begin(), v.e
 
 class Linear final : public Layer {
 public:
-    Linear(std::string name, std::size_t in, std::size_t out, const std::vector<float>& w, std::vector<double> b)
-        : name_(std::move(name)), in_(in), out_(out), wt_(in * out), bias_(to_f32(b)) {
+    /** A BF16 matrix stays BF16 in PyTorch's [out][in] layout: each output is a dot product over a row (an LM head
+     * read once per token at memory speed); float32 is transposed to [in][out] for dense_forward. */
+    Linear(std::string name, std::size_t in, std::size_t out, Weights w, std::vector<double> b)
+        : name_(std::move(name)), in_(in), out_(out), bias_(to_f32(b)) {
+        if (w.is_bf16()) {
+            bf16_ = std::move(w.bf16);
+            return;
+        }
+        wt_.resize(in * out);
+        const std::vector<float>& src = w.f32;
         // [out][in] (PyTorch) -> [in][out], in 64x64 tiles (an LM head is 50k x 768: a plain strided loop thrashes).
         constexpr std::size_t T = 64;
         for (std::size_t o0 = 0; o0 < out; o0 += T)
             for (std::size_t i0 = 0; i0 < in; i0 += T)
                 for (std::size_t o = o0; o < std::min(out, o0 + T); ++o)
-                    for (std::size_t i = i0; i < std::min(in, i0 + T); ++i) wt_[i * out + o] = w[o * in + i];
+                    for (std::size_t i = i0; i < std::min(in, i0 + T); ++i) wt_[i * out + o] = src[o * in + i];
     }
     std::size_t in_width() const noexcept override { return in_; }
     std::size_t out_width() const noexcept override { return out_; }
-    std::size_t param_count() const noexcept override { return wt_.size() + bias_.size(); }
+    std::size_t param_count() const noexcept override { return in_ * out_ + bias_.size(); }
+    std::size_t weight_bytes() const noexcept override {
+        return (wt_.size() + bias_.size()) * sizeof(float) + bf16_.size() * sizeof(std::uint16_t);
+    }
     std::string describe() const override {
         return "linear '" + name_ + "' " + std::to_string(in_) + " -> " + std::to_string(out_) + (bias_.empty() ? " (no bias)" : "");
     }
     void step(const float* in, float* out, std::size_t frames, float*, float*) const noexcept override {
-        dense_forward(in, out, frames, in_, out_, wt_.data(), bias_.empty() ? nullptr : bias_.data());
+        const float* b = bias_.empty() ? nullptr : bias_.data();
+        if (!bf16_.empty())
+            project_bf16(in, in_, frames, in_, bf16_.data(), b, out_, out, out_);
+        else
+            dense_forward(in, out, frames, in_, out_, wt_.data(), b);
     }
 
 private:
     std::string name_;
     std::size_t in_, out_;
     std::vector<float> wt_, bias_;
+    std::vector<std::uint16_t> bf16_;
 };
 
 class LayerNorm final : public Layer {
@@ -153,10 +169,10 @@ std::unique_ptr<Layer> make_linear(const nlohmann::json& c, Params& p, std::size
     const auto name = get_string(c, "name", "", true);
     const auto in = get_size(c, "in", in_width, false);
     const auto out = get_size(c, "out");
-    const auto w = p.take_floats(name + ".weight", {static_cast<std::int64_t>(out), static_cast<std::int64_t>(in)}, true);
+    auto w = p.take_weights(name + ".weight", static_cast<std::int64_t>(out), static_cast<std::int64_t>(in), true);
     std::vector<double> b;
     if (get_bool(c, "bias", true)) b = p.take(name + ".bias", {static_cast<std::int64_t>(out)});
-    return std::make_unique<Linear>(name, in, out, w, std::move(b));
+    return std::make_unique<Linear>(name, in, out, std::move(w), std::move(b));
 }
 
 std::unique_ptr<Layer> make_layernorm(const nlohmann::json& c, Params& p, std::size_t in_width) {

@@ -1,5 +1,6 @@
 // The one place that maps a config "type" to a layer family, plus the config and tensor helpers they share.
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "layers/layer.hpp"
@@ -137,6 +138,23 @@ std::vector<float> Params::take_floats(const std::string& name, const std::vecto
     if (!finite) throw FormatError(file_.label() + ": tensor '" + name + "': holds NaN or Inf");
     used_->push_back(name);
     return values;
+}
+
+Weights Params::take_weights(const std::string& name, std::int64_t rows, std::int64_t cols, bool allow_trailing_one) {
+    Weights w;
+    w.rows = static_cast<std::size_t>(rows);
+    w.cols = static_cast<std::size_t>(cols);
+    const auto& t = checked(name, {rows, cols}, allow_trailing_one);
+    if (t.dtype != DType::BF16) {
+        w.f32 = take_floats(name, {rows, cols}, allow_trailing_one);
+        return w;
+    }
+    w.bf16.resize(t.numel());
+    std::memcpy(w.bf16.data(), t.bytes.data(), w.bf16.size() * sizeof(std::uint16_t));  // little-endian, as the file
+    for (std::uint16_t h : w.bf16)
+        if ((h & 0x7f80u) == 0x7f80u) throw FormatError(file_.label() + ": tensor '" + name + "': holds NaN or Inf");
+    used_->push_back(name);
+    return w;
 }
 
 std::vector<std::string> Params::unused() const {

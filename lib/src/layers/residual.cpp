@@ -38,6 +38,11 @@ public:
         for (const auto& l : body) p += l->param_count();
         return p;
     }
+    std::size_t weight_bytes() const noexcept override {
+        std::size_t p = norm ? norm->weight_bytes() : 0;
+        for (const auto& l : body) p += l->weight_bytes();
+        return p;
+    }
     std::string describe() const override {
         return "residual " + std::to_string(width) + (prenorm ? " (prenorm)" : " (postnorm)");
     }
