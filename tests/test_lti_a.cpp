@@ -28,6 +28,7 @@ struct Family {
 
 const Family kFamilies[] = {
     {"lru", "lru_layer", "lru", "lru.B_re"},
+    {"s5", "s5_layer_zoh", "s5", "s5.B"},
 };
 
 std::vector<std::string> cases_of(const std::string& family) {

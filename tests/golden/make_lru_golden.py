@@ -13,10 +13,10 @@ Cases (files <case>.model.safetensors = the native model, <case>.io.safetensors 
 - lru_stack: `StackedEncoderModel` with run_train.py's defaults (n_layers=4, d_hidden=128, r_min=0, r_max=1,
   norm='batch', prenorm=True) at d_model=128, d_hidden=112 (defaults 256, 128: smaller keeps the files under 1 MB), inference mode, d_input=1,
   T=128; weights rounded to bfloat16 and stored as BF16 (the reference runs on the same rounded values, so the
-  rounding is part of the checkpoint, not of the error). Flax Dense kernels [in, out] become `linear` weights
-  [out, in]; out1/out2 of the GLU are stacked into one linear H -> 2H followed by `glu`; BatchNorm's
-  scale/bias/batch_stats become batchnorm weight/bias/running_mean/running_var. The LRU tensors keep their flax
-  names under the module path (`layers_0.seq.nu_log`, ...): the `lru` layer loads them as saved.
+  rounding is part of the checkpoint, not of the error). The LRU and its SequenceLayer's Dense modules keep their
+  flax names and layouts (`layers_0.seq.nu_log`, `layers_0.out1.kernel` [in, out], ...): the `lru` layer with
+  `activation: full_glu` loads them as saved. The encoder Dense becomes a `linear` (kernel transposed) and BatchNorm's
+  scale/bias/batch_stats become batchnorm weight/bias/running_mean/running_var (renames only).
 Tolerance in the C++ test: max|ours - ref| <= 1e-4 * max(1, RMS(ref)).
 """
 import argparse
@@ -131,19 +131,17 @@ def main():
         lp, sp = prm[f"layers_{i}"], st[f"layers_{i}"]
         for k, v in lp["seq"].items():
             tensors[f"layers_{i}.seq.{k}"] = v
-        tensors[f"layers_{i}.glu.weight"] = np.concatenate([np.asarray(lp["out1"]["kernel"]).T,
-                                                            np.asarray(lp["out2"]["kernel"]).T], axis=0)
-        tensors[f"layers_{i}.glu.bias"] = np.concatenate([lp["out1"]["bias"], lp["out2"]["bias"]])
+        for o in ("out1", "out2"):  # flax Dense modules, as saved
+            tensors[f"layers_{i}.{o}.kernel"] = lp[o]["kernel"]
+            tensors[f"layers_{i}.{o}.bias"] = lp[o]["bias"]
         tensors[f"layers_{i}.normalization.weight"] = lp["normalization"]["scale"]
         tensors[f"layers_{i}.normalization.bias"] = lp["normalization"]["bias"]
         tensors[f"layers_{i}.normalization.running_mean"] = sp["normalization"]["mean"]
         tensors[f"layers_{i}.normalization.running_var"] = sp["normalization"]["var"]
         layers.append({"type": "residual", "prenorm": True,
                        "norm": {"type": "batchnorm", "name": f"layers_{i}.normalization", "dim": H, "eps": 1e-5},
-                       "body": [{"type": "lru", "name": f"layers_{i}.seq", "d_model": H, "d_hidden": N},
-                                {"type": "gelu", "approximate": "tanh"},
-                                {"type": "linear", "name": f"layers_{i}.glu", "in": H, "out": 2 * H},
-                                {"type": "glu"}]})
+                       "body": [{"type": "lru", "name": f"layers_{i}.seq", "d_model": H, "d_hidden": N,
+                                 "activation": "full_glu", "dense_prefix": f"layers_{i}"}]})
     config = {"format": "ssmstream", "version": 1, "name": "lru_stack",
               "description": f"golden: minimal-LRU StackedEncoderModel(n_layers={L}, d_model={H}, d_hidden={N}, "
                              f"norm=batch, prenorm=True) @ {commit}", "sample_rate": 0, "layers": layers}

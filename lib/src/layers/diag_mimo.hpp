@@ -19,7 +19,9 @@
 
 #include "layers/layer.hpp"
 #include "ops/dense.hpp"
+#include "ops/math.hpp"
 #include "ops/thread_pool.hpp"
+#include "ssmstream/error.hpp"
 
 namespace ssm::detail {
 
@@ -104,12 +106,108 @@ struct DiagMimo {
     }
 };
 
-/** The batch view of a DiagMimo (see the file comment). `describe` names the layer in the plan. */
+
+/** The activation of the flax sequence layers around LRU and S5, applied to the recurrence's output y:
+ * `gelu`: gelu(y); `half_glu1`: g·σ(out2(g)); `half_glu2`: y·σ(out2(g)); `full_glu`: out1(g)·σ(out2(g)), with
+ * g = gelu(y) (flax's default nn.gelu: the tanh approximation). out1/out2 are flax Dense modules, loaded as saved:
+ * `<dense_prefix>.out1.kernel` [H, H] ([in, out]) and `.bias` [H]. minimal-LRU's SequenceLayer is `full_glu`; S5's
+ * takes its `activation`. Dropout, norm and skip are the identity / native layers around it. */
+struct SeqActivation {
+    enum class Kind { none, gelu, full_glu, half_glu1, half_glu2 };
+    Kind kind = Kind::none;
+    std::string kind_name = "none";
+    std::size_t H = 0;
+    std::vector<float> k1, b1, k2, b2;
+
+    void load(const nlohmann::json& c, Params& p, std::size_t width) {
+        H = width;
+        kind_name = get_string(c, "activation", "none");
+        if (kind_name == "none") kind = Kind::none;
+        else if (kind_name == "gelu") kind = Kind::gelu;
+        else if (kind_name == "full_glu") kind = Kind::full_glu;
+        else if (kind_name == "half_glu1") kind = Kind::half_glu1;
+        else if (kind_name == "half_glu2") kind = Kind::half_glu2;
+        else throw ConfigError("layer " + layer_label(c) + ": activation '" + kind_name +
+                               "' is not supported (none, gelu, full_glu, half_glu1, half_glu2)");
+        const bool dense = kind == Kind::full_glu || kind == Kind::half_glu1 || kind == Kind::half_glu2;
+        if (!dense) {
+            if (c.contains("dense_prefix"))
+                throw ConfigError("layer " + layer_label(c) + ": dense_prefix is only used by the *_glu activations");
+            return;
+        }
+        const auto pre = get_string(c, "dense_prefix", "", true);
+        const auto h = static_cast<std::int64_t>(H);
+        if (kind == Kind::full_glu) {
+            k1 = p.take_floats(pre + ".out1.kernel", {h, h});
+            b1 = p.take_floats(pre + ".out1.bias", {h});
+        }
+        k2 = p.take_floats(pre + ".out2.kernel", {h, h});
+        b2 = p.take_floats(pre + ".out2.bias", {h});
+    }
+    std::size_t param_count() const noexcept { return k1.size() + b1.size() + k2.size() + b2.size(); }
+    /** Scratch for `apply` over `frames` frames, in floats. */
+    std::size_t scratch_size(std::size_t frames) const noexcept { return kind == Kind::none ? 0 : 2 * frames * H; }
+
+    /** y rows → out rows (H wide, distinct buffers). */
+    void apply(const float* y, float* out, std::size_t frames, float* scratch) const noexcept {
+        const std::size_t n = frames * H;
+        if (kind == Kind::none) {
+            std::copy_n(y, n, out);
+            return;
+        }
+        float* g = kind == Kind::gelu ? out : scratch;
+#pragma omp simd
+        for (std::size_t i = 0; i < n; ++i) g[i] = gelu_tanh(y[i]);
+        if (kind == Kind::gelu) return;
+        float* z = scratch + n;
+        dense_forward(g, z, frames, H, H, k2.data(), b2.data());
+        if (kind == Kind::full_glu) {
+            dense_forward(g, out, frames, H, H, k1.data(), b1.data());
+#pragma omp simd
+            for (std::size_t i = 0; i < n; ++i) out[i] *= fast_sigmoid(z[i]);
+        } else {
+            const float* a = kind == Kind::half_glu1 ? g : y;
+#pragma omp simd
+            for (std::size_t i = 0; i < n; ++i) out[i] = a[i] * fast_sigmoid(z[i]);
+        }
+    }
+};
+
+/** A layer made of the diagonal MIMO recurrence followed by a sequence-layer activation (LRU, S5). */
+class DiagMimoLayer : public Layer {
+public:
+    std::string name;
+    DiagMimo m;
+    SeqActivation act;
+
+    std::size_t in_width() const noexcept override { return m.H; }
+    std::size_t out_width() const noexcept override { return m.H; }
+    std::size_t state_size() const noexcept override { return m.state_size(); }
+    std::size_t scratch_size(std::size_t max_block) const noexcept override {
+        return m.scratch_size(max_block) + (act.kind == SeqActivation::Kind::none ? 0 : max_block * m.H + act.scratch_size(max_block));
+    }
+    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
+        if (act.kind == SeqActivation::Kind::none) {
+            m.step(in, out, frames, state, scratch);
+            return;
+        }
+        float* y = scratch + m.scratch_size(frames);
+        m.step(in, y, frames, state, scratch);
+        act.apply(y, out, frames, y + frames * m.H);
+    }
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
+};
+
+/** The batch view of a DiagMimoLayer (see the file comment). */
 class DiagMimoRunner final : public LayerRunner {
 public:
-    DiagMimoRunner(const DiagMimo& m, std::string describe, BatchContext& ctx)
-        : m_(m), pool_(ctx.pool), chunk_(ctx.options.chunk_frames) {
+    DiagMimoRunner(const DiagMimoLayer& layer, BatchContext& ctx)
+        : m_(layer.m), act_(layer.act), pool_(ctx.pool), chunk_(ctx.options.chunk_frames) {
         x_ = ctx.reserve(chunk_ * 2 * m_.P);
+        if (act_.kind != SeqActivation::Kind::none) {
+            y_ = ctx.reserve(chunk_ * m_.H);
+            act_scratch_ = ctx.reserve(pool_.size() * act_.scratch_size(kActRows));
+        }
         state_.assign(m_.state_size(), 0.0f);
         const std::size_t segs = pool_.size();
         local_.assign(segs * 2 * m_.P, 0.0f);
@@ -119,7 +217,7 @@ public:
             lam_re_.push_back(l.real());
             lam_im_.push_back(l.imag());
         }
-        plan_.layer = std::move(describe);
+        plan_.layer = layer.describe();
         plan_.backend = "scan";
         plan_.reason = "diagonal MIMO state: chunked parallel scan over " + std::to_string(segs) +
                        " thread(s), state carried across segment and chunk edges";
@@ -130,8 +228,10 @@ public:
         // Segments of at least kMinSeg frames: below that the carry pass costs more than it saves.
         const std::size_t segs = std::clamp<std::size_t>(frames / kMinSeg, 1, pool_.size());
         float* x = x_.get();
+        float* y = act_.kind == SeqActivation::Kind::none ? out : y_.get();
         if (segs == 1) {
-            m_.step(in, out, frames, state_.data(), x);
+            m_.step(in, y, frames, state_.data(), x);
+            finish(y, out, 0, frames, 0);
             return;
         }
         const std::size_t len = (frames + segs - 1) / segs;
@@ -165,11 +265,12 @@ public:
             }
         }
         // 3: add the carried start's free response, then the outputs
-        pool_.parallel_for(segs, [&](std::size_t b, std::size_t e, std::size_t) {
+        pool_.parallel_for(segs, [&](std::size_t b, std::size_t e, std::size_t part) {
             for (std::size_t k = b; k < e; ++k) {
                 const std::size_t t0 = seg_begin(k), t1 = seg_begin(k + 1);
                 if (k != 0) carry(x + t0 * P2, t1 - t0, starts_.data() + k * P, powers_.data() + k * P2);
-                m_.output(x + t0 * P2, in + t0 * H, out + t0 * H, t1 - t0);
+                m_.output(x + t0 * P2, in + t0 * H, y + t0 * H, t1 - t0);
+                finish(y, out, t0, t1, part);
             }
         }, 1);
     }
@@ -180,6 +281,17 @@ public:
     void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(plan_); }
 
 private:
+    // The activation over rows [t0, t1) of y → out, in pieces of kActRows (per-thread scratch).
+    void finish(const float* y, float* out, std::size_t t0, std::size_t t1, std::size_t part) noexcept {
+        if (act_.kind == SeqActivation::Kind::none) return;
+        const std::size_t H = m_.H;
+        float* sc = act_scratch_.get() + part * act_.scratch_size(kActRows);
+        for (std::size_t t = t0; t < t1; t += kActRows) {
+            const std::size_t n = std::min(kActRows, t1 - t);
+            act_.apply(y + t * H, out + t * H, n, sc);
+        }
+    }
+
     // x_j += Λ^{j+1} s for the rows of one segment; the powers by running product in float64 (`m`: 2P doubles).
     void carry(float* x, std::size_t frames, const std::complex<double>* s, double* m) const noexcept {
         const std::size_t P = m_.P, P2 = 2 * P;
@@ -205,15 +317,20 @@ private:
         }
     }
 
-    static constexpr std::size_t kMinSeg = 512;
+    static constexpr std::size_t kMinSeg = 512, kActRows = 256;
     const DiagMimo& m_;
+    const SeqActivation& act_;
     ThreadPool& pool_;
     std::size_t chunk_;
-    Workspace::Slice x_;
+    Workspace::Slice x_, y_, act_scratch_;
     std::vector<float> state_, local_;
     std::vector<std::complex<double>> starts_;
     std::vector<double> powers_, lam_re_, lam_im_;
     LayerPlan plan_;
 };
+
+inline std::unique_ptr<LayerRunner> DiagMimoLayer::make_runner(BatchContext& ctx) const {
+    return std::make_unique<DiagMimoRunner>(*this, ctx);
+}
 
 }  // namespace ssm::detail

@@ -5,7 +5,8 @@
 //   B = (B_re + i·B_im) · exp(gamma_log)[:, None]         [N, H]   (the γ normalisation)
 //   C = C_re + i·C_im                                     [H, N]
 //   x_t = λ ⊙ x_{t−1} + B u_t,    y_t = Re(C x_t) + D ⊙ u_t
-// The sequence layer around it (norm, GELU, GLU, skip) is built from native layers (docs/families-a.md).
+// `activation: full_glu` adds minimal-LRU's SequenceLayer activation (gelu, out1·σ(out2), see SeqActivation); its
+// norm and skip are native `residual`/`batchnorm`/`layernorm` layers (docs/families-a.md).
 #include <cmath>
 
 #include "layers/diag_mimo.hpp"
@@ -15,31 +16,18 @@ namespace ssm::detail {
 
 namespace {
 
-class Lru final : public Layer {
+class Lru final : public DiagMimoLayer {
 public:
-    std::string name;
-    DiagMimo m;
-
-    std::size_t in_width() const noexcept override { return m.H; }
-    std::size_t out_width() const noexcept override { return m.H; }
-    std::size_t state_size() const noexcept override { return m.state_size(); }
-    std::size_t scratch_size(std::size_t max_block) const noexcept override { return m.scratch_size(max_block); }
-    std::size_t param_count() const noexcept override { return 3 * m.P + 4 * m.P * m.H + m.H; }
+    std::size_t param_count() const noexcept override { return 3 * m.P + 4 * m.P * m.H + m.H + act.param_count(); }
     std::string describe() const override {
-        return "lru '" + name + "' H=" + std::to_string(m.H) + " N=" + std::to_string(m.P);
-    }
-    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
-        m.step(in, out, frames, state, scratch);
-    }
-    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override {
-        return std::make_unique<DiagMimoRunner>(m, describe(), ctx);
+        return "lru '" + name + "' H=" + std::to_string(m.H) + " N=" + std::to_string(m.P) + " activation=" + act.kind_name;
     }
 };
 
 }  // namespace
 
 std::unique_ptr<Layer> make_lru(const nlohmann::json& c, Params& p, std::size_t in_width) {
-    check_fields(c, {"d_model", "d_hidden"});
+    check_fields(c, {"d_model", "d_hidden", "activation", "dense_prefix"});
     auto l = std::make_unique<Lru>();
     l->name = get_string(c, "name", "", true);
     const std::size_t Hs = get_size(c, "d_model", in_width, false), Ns = get_size(c, "d_hidden");
@@ -66,6 +54,7 @@ std::unique_ptr<Layer> make_lru(const nlohmann::json& c, Params& p, std::size_t 
     }
     for (std::size_t i = 0; i < Hs * Ns; ++i) C[i] = cd(C_re[i], C_im[i]);
     l->m.set(lam, B, C, D);
+    l->act.load(c, p, Hs);
     return l;
 }
 
