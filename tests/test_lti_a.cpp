@@ -29,6 +29,7 @@ struct Family {
 const Family kFamilies[] = {
     {"lru", "lru_layer", "lru", "lru.B_re"},
     {"s5", "s5_layer_zoh", "s5", "s5.B"},
+    {"dss", "dss_layer_softmax_maxlen", "dss", "dss.kernel.Lambda"},
 };
 
 std::vector<std::string> cases_of(const std::string& family) {

@@ -21,6 +21,7 @@ static const std::map<std::string, Factory>& registry() {
         {"embedding", make_embedding}, {"sos", make_sos},
         {"lru", make_lru},  // lti-a
         {"s5", make_s5},    // lti-a
+        {"dss", make_dss},  // lti-a
     };
     return r;
 }
