@@ -30,6 +30,7 @@ const Family kFamilies[] = {
     {"lru", "lru_layer", "lru", "lru.B_re"},
     {"s5", "s5_layer_zoh", "s5", "s5.B"},
     {"dss", "dss_layer_softmax_maxlen", "dss", "dss.kernel.Lambda"},
+    {"ema", "ema_trunc", "ema", "ema.gamma"},
 };
 
 std::vector<std::string> cases_of(const std::string& family) {

@@ -22,6 +22,7 @@ static const std::map<std::string, Factory>& registry() {
         {"lru", make_lru},  // lti-a
         {"s5", make_s5},    // lti-a
         {"dss", make_dss},  // lti-a
+        {"ema", make_ema},  // lti-a
     };
     return r;
 }
