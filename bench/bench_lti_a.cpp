@@ -1,11 +1,12 @@
-// LRU and S5 benchmarks (Google Benchmark); bench/run_lti_a.sh runs them beside the JAX reference code
+// LRU, S5, DSS and MEGA-EMA benchmarks (Google Benchmark); bench/run_lti_a.sh runs them beside the JAX reference code
 // (bench/lti_a_peer.py) in one run and writes bench/results/lti_a-<date>-<host>.md.
 //
-//   BM_LtiAStream/<family>/H:64/N:64/block:B   one layer (the recurrence alone, no activation) streamed through
+//   BM_LtiAStream/<family>/H:64/N:64/block:B   one layer (LRU/S5: the recurrence alone; DSS: softmax kernel over 4096
+//                                              taps, GELU and output_linear; EMA: ndim 64, silu) streamed through
 //                                              ssm::Stream, B frames per call, one thread; ns_per_frame (one frame =
 //                                              H samples), ns_per_sample (per channel).
 //   BM_LtiABatch/<family>/threads:T            the same layer over 2^17 frames through ssm::Batch (chunked parallel
-//                                              scan); Mframes_per_s, ns_per_frame.
+//                                              scan; DSS/EMA: split over channels); Mframes_per_s, ns_per_frame.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -44,6 +45,22 @@ std::shared_ptr<const Model> layer_model(const std::string& family) {
         for (const char* n : {"l.C_re", "l.C_im"}) add(n, {kH, kN}, [&] { return nd(rng) / std::sqrt(double(kN)); });
         add("l.D", {kH}, [&] { return nd(rng); });
         layer = {{"type", "lru"}, {"name", "l"}, {"d_model", kH}, {"d_hidden", kN}};
+    } else if (family == "dss") {  // DSS defaults: softmax, Λ = −0.5 + i·πn, sep_dt_re_im, kernel normalised over 4096
+        std::int64_t i = 0;
+        add("l.kernel.Lambda", {kN, 2}, [&] { return (i++ % 2 == 0) ? -0.5 : M_PI * double(i / 2); });
+        add("l.kernel.log_dt", {kH, 2}, [&] { return std::log(0.001) + ud(rng) * (std::log(0.1) - std::log(0.001)); });
+        add("l.kernel.W", {1, kH, kN, 2}, [&] { return nd(rng); });
+        add("l.D", {1, kH}, [&] { return nd(rng); });
+        add("l.output_linear.weight", {kH, kH}, [&] { return nd(rng) / std::sqrt(double(kH)); });
+        add("l.output_linear.bias", {kH}, [&] { return 0.1 * nd(rng); });
+        layer = {{"type", "dss"}, {"name", "l"}, {"d_model", kH}, {"d_state", kN}, {"kernel_length", 4096}};
+    } else if (family == "ema") {  // MultiHeadEMA(64, ndim=64), its reset_parameters distributions
+        for (const char* n : {"l.delta", "l.alpha"}) add(n, {kH, kN, 1}, [&] { return 0.2 * nd(rng); });
+        std::int64_t i = 0;
+        add("l.beta", {kH, kN, 1}, [&] { return ((i++ % kN) % 2 ? -1.0 : 1.0) + 0.02 * nd(rng); });
+        add("l.gamma", {kH, kN}, [&] { return nd(rng); });
+        add("l.omega", {kH}, [&] { return nd(rng); });
+        layer = {{"type", "ema"}, {"name", "l"}, {"d_model", kH}, {"ndim", kN}};
     } else {  // S5: HiPPO-like eigenvalues, zoh, conj_sym
         add("l.Lambda_re", {kN}, [&] { return -0.5; });
         std::int64_t i = 0;
@@ -109,5 +126,10 @@ BENCHMARK_CAPTURE(BM_LtiAStream, lru, std::string("lru"))->Name("BM_LtiAStream/l
 BENCHMARK_CAPTURE(BM_LtiAStream, s5, std::string("s5"))->Name("BM_LtiAStream/s5/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_LtiABatch, lru, std::string("lru"))->Name("BM_LtiABatch/lru/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_LtiABatch, s5, std::string("s5"))->Name("BM_LtiABatch/s5/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_LtiAStream, dss, std::string("dss"))->Name("BM_LtiAStream/dss/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiAStream, ema, std::string("ema"))->Name("BM_LtiAStream/ema/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, dss, std::string("dss"))->Name("BM_LtiABatch/dss/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, ema, std::string("ema"))->Name("BM_LtiABatch/ema/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""JAX peer for bench_lti_a: the LRU and S5 reference code itself on this CPU (run from third_party/, see
-tests/golden/make_{lru,s5}_golden.py for the checkouts), H=64, N=64 (S5: P=64 with conj_sym).
+"""Peer for bench_lti_a: the reference code itself on this CPU (run from third_party/, see
+tests/golden/make_{lru,s5,dss,ema}_golden.py for the checkouts), H=64, N=64 (S5: P=64 with conj_sym; EMA: ndim 64).
+LRU and S5 are JAX (jit), DSS and MEGA's MultiHeadEMA are PyTorch (eval, no_grad, torch's default threads).
 
     python bench/lti_a_peer.py --json OUT.json [--lru-repo third_party/minimal-LRU] [--s5-repo third_party/S5]
 
@@ -10,6 +11,10 @@ Rows per family:
 - stream: the references have no recurrent step API; `step` is a jitted JAX function x = Λ̄x + B̄u, y = Re(C̃x)(×2) + Du
   built from the reference module's own discretised parameters, called once per frame from Python (block 1) and a
   jitted lax.scan over blocks of 64 frames: ns/frame.
+- DSS: batch = DSS(64, d_state=64).forward over 4096 frames (its kernel tensor is H·N·L complex: longer does not fit
+  comfortably); no step API in the reference (its `step` is commented out).
+- EMA: batch = MultiHeadEMA(64, ndim=64).forward over 2^15 frames; stream = its incremental path (`incremental_state`,
+  `one_step` for one frame, `step` for a block of 64).
 """
 import argparse
 import json
@@ -110,6 +115,32 @@ def main():
     bound = mod.bind(params)
     rows["s5"] = {"commit": commit_of(args.s5_repo), "batch_ns_per_frame": t / L * 1e9,
                   **stream_rows(bound.Lambda_bar, bound.B_bar, bound.C_tilde, bound.D, 2.0)}
+    import torch
+    sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
+    import make_dss_golden
+    import make_ema_golden
+    dss_repo = os.path.join(ROOT, "third_party", "dss")
+    ema_repo = os.path.join(ROOT, "third_party", "mega")
+    with torch.no_grad():
+        m = make_dss_golden.load_reference(dss_repo).DSS(H, d_state=N, transposed=False).eval()
+        xd = torch.randn(1, 4096, H)
+        t = best_of(lambda: m(xd))
+        rows["dss"] = {"commit": commit_of(dss_repo), "batch_ns_per_frame": t / 4096 * 1e9, "torch": torch.__version__,
+                       "threads": torch.get_num_threads()}
+        m = make_ema_golden.load_reference(ema_repo).MultiHeadEMA(H, ndim=N).eval()
+        Le = 1 << 15
+        xe = torch.randn(Le, 1, H)
+        t = best_of(lambda: m(xe))
+        row = {"commit": commit_of(ema_repo), "batch_ns_per_frame": t / Le * 1e9}
+        for block in (1, 64):
+            frames = 2048 if block == 1 else 8192
+
+            def run():
+                st = {}
+                for i in range(0, frames, block):
+                    m(xe[i:i + block], incremental_state=st)
+            row[f"stream_block{block}_ns_per_frame"] = best_of(run, 3) / frames * 1e9
+        rows["ema"] = row
     with open(args.json, "w") as fh:
         json.dump(rows, fh, indent=1)
     print(json.dumps(rows, indent=1))

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 
 #include "alloc_counter.hpp"  // this binary's one counting allocation hook
 #include "support.hpp"
@@ -248,4 +249,37 @@ TEST(LtiAImport, RefusesMissingSurplusAndMisShapedTensors) {
             EXPECT_NE(e.find("shape"), std::string::npos) << e;
         }
     }
+}
+
+// Variants that cannot stream are refused at load with a message naming the cause, never run wrongly.
+TEST(LtiAConfig, RefusesWhatCannotStream) {
+    auto edit = [](const std::string& c, const std::function<void(nlohmann::json&)>& f) {
+        auto ck = read_checkpoint(kGolden / (c + ".model.safetensors"));
+        auto cfg = nlohmann::json::parse(ck.meta.at("ssmstream"));
+        f(cfg["layers"][0]);
+        ck.meta["ssmstream"] = cfg.dump();
+        return load_error(ck);
+    };
+    auto tensor = [](const std::string& c, const std::string& name, std::size_t i, double v) {
+        auto ck = read_checkpoint(kGolden / (c + ".model.safetensors"));
+        for (auto& t : ck.tensors)
+            if (t.name == name) t.values[i] = v;
+        return load_error(ck);
+    };
+    EXPECT_NE(edit("s5_layer_zoh", [](auto& l) { l["bidirectional"] = true; }).find("bidirectional"), std::string::npos);
+    EXPECT_NE(edit("ema_layer", [](auto& l) { l["bidirectional"] = true; }).find("bidirectional"), std::string::npos);
+    EXPECT_NE(edit("dss_layer_softmax", [](auto& l) { l.erase("kernel_length"); }).find("kernel_length"), std::string::npos);
+    EXPECT_NE(edit("s5_layer_zoh", [](auto& l) { l["discretization"] = "euler"; }).find("euler"), std::string::npos);
+    EXPECT_NE(edit("lru_layer", [](auto& l) { l["activation"] = "full_glu"; }).find("dense_prefix"), std::string::npos);
+    EXPECT_NE(edit("lru_layer", [](auto& l) { l["r_min"] = 0.5; }).find("r_min"), std::string::npos);
+    // a state that grows: S5 with Re Λ > 0 (refused unless clip_eigs), DSS with Re Λ > 0
+    EXPECT_NE(tensor("s5_layer_zoh", "s5.Lambda_re", 3, 0.5).find("state 3"), std::string::npos);
+    EXPECT_NE(tensor("dss_layer_softmax", "dss.kernel.Lambda", 2 * 5, 0.5).find("state 5"), std::string::npos);
+    auto ck = read_checkpoint(kGolden / "s5_layer_zoh.model.safetensors");
+    for (auto& t : ck.tensors)
+        if (t.name == "s5.Lambda_re") t.values[3] = 0.5;
+    auto cfg = nlohmann::json::parse(ck.meta.at("ssmstream"));
+    cfg["layers"][0]["clip_eigs"] = true;
+    ck.meta["ssmstream"] = cfg.dump();
+    EXPECT_EQ(load_error(ck), "") << "clip_eigs makes the same file stable";
 }
