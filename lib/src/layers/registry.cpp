@@ -20,6 +20,10 @@ static const std::map<std::string, Factory>& registry() {
         {"s4d", make_s4d},             {"residual", make_residual},
         {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
         {"embedding", make_embedding}, {"sos", make_sos},
+        {"lru", make_lru},  // lti-a
+        {"s5", make_s5},    // lti-a
+        {"dss", make_dss},  // lti-a
+        {"ema", make_ema},  // lti-a
     };
     return r;
 }
