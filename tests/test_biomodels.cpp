@@ -28,7 +28,7 @@ struct Shipped {
     double min_gain_db;  // the example's SNR gain the model must reach (MODEL.md reports the measured value)
 };
 
-const Shipped kModels[] = {{"ecg-denoiser", 360.0, 6.0}, {"eeg-artifact", 125.0, 3.0}};
+const Shipped kModels[] = {{"ecg-denoiser", 360.0, 4.0}, {"eeg-artifact", 125.0, 4.0}};
 
 fs::path model_dir(const Shipped& s) { return fs::path(SSM_SOURCE_DIR) / "models" / s.name; }
 

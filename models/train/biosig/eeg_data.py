@@ -12,10 +12,10 @@ Preprocessing follows EEGdenoiseNet (Zhang et al. 2021) where it can: EEG zero-p
 epochs whose peak exceeds 5x the recording's median epoch RMS are rejected as not clean (their expert visual check
 is not reproducible here). Clean EEG is scaled to a median epoch RMS of 20 (nominal microvolts).
 
-Only the eyes-closed recording is used as clean EEG (EEG_RECORDS): EEGdenoiseNet's clean EEG had its ocular
-components removed by ICA (ICLabel), which cannot be done on one channel; the eyes-open recording carries 65 % of
-its power in 1-4 Hz with slow eye-movement-like activity (eyes closed: 27 %), i.e. ocular activity would sit in the
-"clean" target. (The first trained version used both recordings; see MODEL.md.)
+Training draws clean EEG from both recordings (TRAIN_EEG); evaluation only from the eyes-closed one (TEST_EEG):
+EEGdenoiseNet's clean EEG had its ocular components removed by ICA (ICLabel), which cannot be done on one channel,
+and the eyes-open recording carries 65 % of its power in 1-4 Hz with slow eye-movement-like activity (eyes
+closed: 27 %), so it is not an ocular-free ground truth to score EOG removal against.
 
 Split in time, fixed before training: the first 80 % of every recording (EEG, EMG, EOG) trains, the last 20 % is
 held out for bench/eeg_eval.py.
@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent.parent
 CACHE = REPO / "models" / "train" / "data" / "eeg" / "eeg_sources.npz"
 TRAIN_FRAC = 0.8
-EEG_RECORDS = ("eeg_ec",)
+TRAIN_EEG = ("eeg_ec", "eeg_eo")
+TEST_EEG = ("eeg_ec",)
 
 
 def shared_dir():
@@ -128,7 +129,7 @@ def crop(rng, x, L):
 def clean_crop(rng, src, split, L):
     """A crop of clean EEG of length L lying entirely inside accepted epochs."""
     cands = []
-    for name in EEG_RECORDS:
+    for name in (TRAIN_EEG if split == "train" else TEST_EEG):
         for s, e in runs(src[f"mask_{split}_{name}"], L):
             cands.append((name, s, e))
     w = np.array([e - s - L + 1 for _, s, e in cands], float)
