@@ -19,6 +19,7 @@ static const std::map<std::string, Factory>& registry() {
         {"s4d", make_s4d},             {"residual", make_residual},
         {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
         {"embedding", make_embedding}, {"sos", make_sos},
+        {"s4", make_s4},
     };
     return r;
 }

@@ -1,0 +1,180 @@
+// Time-invariant families, part B: S4 (NPLR/DPLR, `s4` layer).
+// - Golden parity with the authors' code (tests/golden/s4/, made by tests/golden/make_s4_golden.py from
+//   state-spaces/s4 e757cef): max|ours − ref64| ≤ 1e-4 × max(1, RMS) against their module in float64, streaming
+//   (blocks 1 and 64) and batch; against their float32 output within their own float32 error + 1e-4 × max(1, RMS).
+// - Streaming is bit-identical across block sizes; streaming == batch over ≥ 10⁶ samples; save/load state
+//   (Stream → Stream, Stream → Batch); zero heap allocations in Stream::process.
+// - The loader rejects missing, surplus and mis-shaped tensors, naming them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "alloc_counter.hpp"  // this binary's one counting allocation hook
+#include "support.hpp"
+
+using namespace ssm;
+using namespace ssm::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kDir = fs::path(SSM_SOURCE_DIR) / "tests" / "golden" / "s4";
+const char* kCases[] = {"s4_layer_default", "s4_layer_legt_rank2", "s4_layer_nofinal", "s4_layer_fout", "s4_model_h128"};
+
+double max_abs_diff64(const std::vector<float>& a, const std::vector<double>& b) {
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
+    return m;
+}
+
+// The golden model file re-encoded with `edit` applied to its tensor list (all as F32; metadata unchanged).
+std::vector<std::byte> edited_model(const std::string& stem, const std::function<void(std::vector<TensorData>&)>& edit) {
+    const auto f = TensorFile::open(kDir / (stem + ".model.safetensors"));
+    std::vector<TensorData> t;
+    for (const auto& v : f.tensors()) t.push_back({v.name, v.shape, TensorFile::to_double(v), DType::F32});
+    edit(t);
+    return encode_safetensors(f.metadata(), t);
+}
+
+std::string load_error(const std::vector<std::byte>& bytes) {
+    try {
+        Model::from_tensor_file(TensorFile::from_bytes(bytes, "edited.safetensors"));
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(S4Golden, EveryCaseMatchesTheReference) {
+    for (const char* stem : kCases) {
+        SCOPED_TRACE(stem);
+        ASSERT_TRUE(fs::exists(kDir / (std::string(stem) + ".io.safetensors"))) << "run tests/golden/make_s4_golden.py";
+        const auto model = Model::load(kDir / (std::string(stem) + ".model.safetensors"));
+        const auto io = TensorFile::open(kDir / (std::string(stem) + ".io.safetensors"));
+        const auto in = TensorFile::to_float(*io.find("input"));
+        const auto ref32 = TensorFile::to_float(*io.find("output"));
+        const auto ref64 = TensorFile::to_double(*io.find("output_f64"));
+        std::vector<float> r64f(ref64.begin(), ref64.end());
+        const double scale = std::max(1.0, rms(r64f));
+        const double tol = 1e-4 * scale;
+        const double ref_own = max_abs_diff(ref32, r64f);  // their float32 vs their float64
+        for (std::size_t block : {1u, 64u}) {
+            const auto out = run_stream(model, in, block);
+            const double e64 = max_abs_diff64(out, ref64), e32 = max_abs_diff(out, ref32);
+            std::printf("  %-22s stream block %-3zu  |ours-ref64|/scale = %.2e  |ours-ref32|/scale = %.2e  "
+                        "(their f32 vs f64: %.2e)\n", stem, block, e64 / scale, e32 / scale, ref_own / scale);
+            EXPECT_LE(e64, tol) << "stream block " << block << " vs float64 reference";
+            EXPECT_LE(e32, ref_own + tol) << "stream block " << block << " vs float32 reference";
+        }
+        Batch batch(model);
+        const auto out = batch.run(in);
+        EXPECT_LE(max_abs_diff64(out, ref64), tol) << "batch vs float64 reference";
+    }
+}
+
+TEST(S4Stream, BitIdenticalAcrossBlockSizes) {
+    const auto model = Model::load(kDir / "s4_layer_legt_rank2.model.safetensors");
+    const auto in = random_signal(3001, 16, 5);
+    const auto ref = run_stream(model, in, 1);
+    for (std::size_t block : {2u, 7u, 64u, 512u, 3001u}) {
+        const auto out = run_stream(model, in, block);
+        ASSERT_EQ(out.size(), ref.size());
+        EXPECT_EQ(max_abs_diff(out, ref), 0.0) << "block " << block;
+    }
+}
+
+TEST(S4Stream, EqualsBatchOverAMillionSamples) {
+    // 2^16 frames × 16 channels = 1,048,576 samples, through the default-hyper-parameter layer (N=64).
+    const auto model = Model::load(kDir / "s4_layer_default.model.safetensors");
+    const auto in = random_signal(std::size_t{1} << 16, 16, 9);
+    const auto s = run_stream(model, in, 256);
+    BatchOptions o;
+    o.chunk_frames = 10007;  // odd chunk edges
+    Batch batch(model, o);
+    const auto b = batch.run(in);
+    const double err = max_abs_diff(s, b), r = rms(s);
+    std::printf("  stream vs batch over %zu samples: max|diff| = %.3g, RMS = %.3g\n", in.size(), err, r);
+    EXPECT_LE(err, 1e-4 * r);
+}
+
+TEST(S4Stream, SaveLoadStateContinues) {
+    const auto model = Model::load(kDir / "s4_model_h128.model.safetensors");
+    const auto in = random_signal(1500, 1, 3);
+    const auto whole = run_stream(model, in, 64);
+    Stream a(model);
+    a.prepare({.sample_rate = 0, .max_block = 64, .channels = 1});
+    std::vector<float> out(in.size());
+    const std::size_t cut = 777;
+    for (std::size_t t = 0; t < cut; t += 64) a.process(in.data() + t, out.data() + t, std::min<std::size_t>(64, cut - t));
+    std::vector<std::byte> snap(a.state_bytes());
+    a.save_state(snap);
+    Stream b(model);
+    b.prepare({.sample_rate = 0, .max_block = 64, .channels = 1});
+    b.load_state(snap);
+    for (std::size_t t = cut; t < in.size(); t += 64)
+        b.process(in.data() + t, out.data() + t, std::min<std::size_t>(64, in.size() - t));
+    EXPECT_EQ(max_abs_diff(out, whole), 0.0) << "stream → saved state → stream";
+    Batch batch(model);
+    batch.load_state(snap);
+    const auto rest = batch.run(std::span<const float>(in.data() + cut, in.size() - cut));
+    EXPECT_EQ(max_abs_diff(rest, std::vector<float>(whole.begin() + cut, whole.end())), 0.0) << "stream → batch";
+}
+
+TEST(S4Stream, NoAllocationInProcess) {
+    const auto model = Model::load(kDir / "s4_model_h128.model.safetensors");
+    Stream s(model);
+    s.prepare({.sample_rate = 0, .max_block = 128, .channels = 1});
+    const auto in = random_signal(1000, 1, 4);
+    std::vector<float> out(in.size());
+    counting = true;
+    allocations = 0;
+    for (std::size_t t = 0; t < in.size(); t += 100) s.process(in.data() + t, out.data() + t, 100);
+    s.process(in.data(), out.data(), 1);
+    counting = false;
+    EXPECT_EQ(allocations.load(), 0);
+}
+
+TEST(S4Import, RejectsMissingSurplusAndMisshapedTensors) {
+    // The unedited file loads (so each failure below is the edit's).
+    EXPECT_EQ(load_error(edited_model("s4_layer_legt_rank2", [](auto&) {})), "");
+    const auto missing = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        std::erase_if(t, [](const TensorData& d) { return d.name == "s4.layer.kernel.P"; });
+    }));
+    EXPECT_NE(missing.find("s4.layer.kernel.P"), std::string::npos) << missing;
+    EXPECT_NE(missing.find("missing"), std::string::npos) << missing;
+    const auto missing_l = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        std::erase_if(t, [](const TensorData& d) { return d.name == "s4.layer.kernel.l_kernel"; });
+    }));
+    EXPECT_NE(missing_l.find("s4.layer.kernel.l_kernel"), std::string::npos) << missing_l;
+    const auto surplus = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        t.push_back({"s4.layer.kernel.extra_thing", {3}, {1, 2, 3}, DType::F32});
+    }));
+    EXPECT_NE(surplus.find("s4.layer.kernel.extra_thing"), std::string::npos) << surplus;
+    const auto shaped = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        for (auto& d : t)
+            if (d.name == "s4.layer.kernel.C") {  // [1, 16, 16, 2] → [1, 16, 8, 4]
+                d.shape = {1, 16, 8, 4};
+            }
+    }));
+    EXPECT_NE(shaped.find("s4.layer.kernel.C"), std::string::npos) << shaped;
+    EXPECT_NE(shaped.find("shape"), std::string::npos) << shaped;
+    const auto rank = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        for (auto& d : t)
+            if (d.name == "s4.layer.kernel.P") {  // rank 2 → a rank-1 P under a rank-2 config
+                d.shape[0] = 1;
+                d.values.resize(d.values.size() / 2);
+            }
+    }));
+    EXPECT_NE(rank.find("s4.layer.kernel.P"), std::string::npos) << rank;
+    const auto nssm = load_error(edited_model("s4_layer_legt_rank2", [](auto& t) {
+        for (auto& d : t)
+            if (d.name == "s4.layer.kernel.A_real") {  // n_ssm 3 does not divide H = 16
+                d.shape[0] = 3;
+                d.values.resize(3 * 16, -0.5);
+            }
+    }));
+    EXPECT_NE(nssm.find("s4.layer.kernel.A_real"), std::string::npos) << nssm;
+}
