@@ -1,0 +1,104 @@
+// Time-invariant families, part B (S4 DPLR) benchmarks (Google Benchmark); bench/run_lti_b.sh runs them beside the
+// reference (bench/lti_b_peer.py) in one run.
+//
+//   BM_S4Stream/H:/N:/block:   one `s4` layer (S4Block defaults: rank 1, gelu, glu) streamed through ssm::Stream,
+//                              `block` frames per process call: ns_per_sample = ns per frame (all H channels) per
+//                              layer; ns_per_channel_sample = that / H.
+//   BM_S4Batch/H:/N:/threads:  the same layer through ssm::Batch (blocked recurrence, channel groups over threads)
+//                              on 2^18 frames: Msamples_per_s = frames × H per second.
+// The layer's weights are random in the ranges of a trained S4 (HiPPO-LegS-like spectrum, dt in [1e-3, 1e-1]),
+// with l_kernel = 1024 (the saved C is C~, as in a trained checkpoint).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <vector>
+
+#include "ssmstream/ssmstream.hpp"
+
+namespace {
+
+using namespace ssm;
+
+std::shared_ptr<const Model> s4_layer(std::size_t H, std::size_t N) {
+    const auto h = static_cast<std::int64_t>(H), n2 = static_cast<std::int64_t>(N / 2);
+    std::mt19937 rng(42);
+    std::normal_distribution<double> nd;
+    std::uniform_real_distribution<double> ud;
+    auto fill = [&](std::vector<std::int64_t> shape, auto gen) {
+        std::size_t count = 1;
+        for (auto s : shape) count *= static_cast<std::size_t>(s);
+        std::vector<double> v(count);
+        for (std::size_t i = 0; i < count; ++i) v[i] = gen(i);
+        return v;
+    };
+    const std::string k = "s4.layer.kernel.";
+    std::vector<TensorData> t;
+    t.push_back({k + "inv_dt", {h, 1}, fill({h, 1}, [&](std::size_t) { return std::log(1e-3) + ud(rng) * std::log(100.0); })});
+    t.push_back({k + "A_real", {h, n2}, fill({h, n2}, [&](std::size_t) { return std::log(0.5) + 0.3 * nd(rng); })});
+    t.push_back({k + "A_imag", {h, n2}, fill({h, n2}, [&](std::size_t i) { return M_PI * static_cast<double>(i % (N / 2)); })});
+    t.push_back({k + "B", {1, h, n2, 2}, fill({1, h, n2, 2}, [&](std::size_t) { return nd(rng); })});
+    t.push_back({k + "C", {1, h, n2, 2}, fill({1, h, n2, 2}, [&](std::size_t) { return 0.5 * nd(rng); })});
+    t.push_back({k + "P", {1, h, n2, 2}, fill({1, h, n2, 2}, [&](std::size_t i) { return std::sqrt(static_cast<double>(i / 2 % (N / 2)) + 0.5) * (i % 2 ? 0.0 : 1.0); })});
+    t.push_back({k + "l_kernel", {}, {1024.0}, DType::F64});
+    t.push_back({"s4.layer.D", {1, h}, fill({1, h}, [&](std::size_t) { return nd(rng); })});
+    t.push_back({"s4.output_linear.0.weight", {2 * h, h}, fill({2 * h, h}, [&](std::size_t) { return nd(rng) / std::sqrt(static_cast<double>(H)); })});
+    t.push_back({"s4.output_linear.0.bias", {2 * h}, fill({2 * h}, [&](std::size_t) { return 0.1 * nd(rng); })});
+    nlohmann::json cfg = {{"format", "ssmstream"}, {"version", 1}, {"name", "bench-s4"}, {"sample_rate", 0},
+                          {"layers", {{{"type", "s4"}, {"name", "s4"}, {"d_model", H}, {"d_state", N}}}}};
+    const auto bytes = encode_safetensors({{"ssmstream", cfg.dump()}}, t);
+    return Model::from_tensor_file(TensorFile::from_bytes(bytes, "bench-s4"));
+}
+
+std::vector<float> noise(std::size_t n) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd;
+    std::vector<float> v(n);
+    for (auto& x : v) x = nd(rng);
+    return v;
+}
+
+void BM_S4Stream(benchmark::State& st) {
+    const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1)),
+               block = static_cast<std::size_t>(st.range(2));
+    auto model = s4_layer(H, N);
+    Stream s(model);
+    s.prepare({0, block, 0});
+    const std::size_t T = 2048;
+    const auto in = noise(T * H);
+    std::vector<float> out(T * H);
+    for (auto _ : st) {
+        for (std::size_t f = 0; f < T; f += block) s.process(in.data() + f * H, out.data() + f * H, block);
+        benchmark::ClobberMemory();
+    }
+    const double frames = static_cast<double>(T);
+    st.counters["ns_per_sample"] = benchmark::Counter(frames * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    st.counters["ns_per_channel_sample"] = benchmark::Counter(frames * static_cast<double>(H) * 1e-9,
+                                                              benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_S4Batch(benchmark::State& st) {
+    const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1)),
+               threads = static_cast<std::size_t>(st.range(2));
+    auto model = s4_layer(H, N);
+    BatchOptions o;
+    o.threads = threads;
+    Batch batch(model, o);
+    const std::size_t T = std::size_t{1} << 18;
+    const auto in = noise(T * H);
+    for (auto _ : st) {
+        batch.reset();
+        auto out = batch.run(in);
+        benchmark::DoNotOptimize(out.data());
+    }
+    st.counters["Msamples_per_s"] = benchmark::Counter(static_cast<double>(T * H) * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
+    st.counters["ns_per_sample"] = benchmark::Counter(static_cast<double>(T) * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+}  // namespace
+
+BENCHMARK(BM_S4Stream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Args({64, 64, 256})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_S4Batch)->ArgNames({"H", "N", "threads"})->Args({64, 64, 1})->Args({64, 64, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

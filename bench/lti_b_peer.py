@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The reference side of bench/run_lti_b.sh: the authors' S4 (state-spaces/s4 `models/s4/s4.py`, S4Block with
+mode='dplr', d_state=64, H=64, its defaults otherwise) on this CPU, float32, 1 thread unless --threads.
+
+  step:  setup_step(mode) then step() per sample at batch 1 (their recurrent view; 'dense' is the default mode,
+         'linear' the O(N) DPLR step): ns per sample (one frame of H channels) for the whole S4Block.
+  conv:  forward() on (1, H, L) (their convolution view: Cauchy kernel + Woodbury via the pure-torch fallback, then
+         FFT convolution), L = 2^12 and 2^13 (the naive Cauchy materialises (2, 2, H, N/2, L/2) complex entries): Msamples/s = L·H per second, kernel generation included (as in their
+         forward).
+
+Prints one JSON object. Usage: python bench/lti_b_peer.py --s4-repo third_party/s4 [--steps 2000]
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "models", "train"))
+from ssmtrain import reference  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--s4-repo", default=reference.default_repo())
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    s4 = reference.s4_module(a.s4_repo)
+    H, N = 64, 64
+    torch.manual_seed(0)
+    block = s4.S4Block(H, mode="dplr", d_state=N, transposed=True, dropout=0.0).eval()
+    res = {"reference": "state-spaces/s4 S4Block(64, mode='dplr', d_state=64)", "torch": torch.__version__,
+           "threads": a.threads}
+    with torch.no_grad():
+        for L in (1 << 12, 1 << 13):
+            x = torch.randn(1, H, L)
+            block(x)  # warm-up (also sets l_kernel)
+            times = []
+            for _ in range(a.reps):
+                t0 = time.perf_counter()
+                block(x)
+                times.append(time.perf_counter() - t0)
+            res[f"conv_L{L}_Msamples_per_s"] = L * H / statistics.median(times) / 1e6
+        for mode in ("dense", "linear"):
+            b = block
+            b.setup_step(mode=mode)
+            state = b.default_state(1)
+            u = torch.randn(a.steps, 1, H)
+            for t in range(100):
+                _, state = b.step(u[t], state)
+            times = []
+            for _ in range(a.reps):
+                t0 = time.perf_counter()
+                for t in range(a.steps):
+                    _, state = b.step(u[t], state)
+                times.append((time.perf_counter() - t0) / a.steps * 1e9)
+            res[f"step_{mode}_ns_per_sample"] = statistics.median(times)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
