@@ -20,6 +20,7 @@ static const std::map<std::string, Factory>& registry() {
         {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
         {"embedding", make_embedding}, {"sos", make_sos},
         {"s4", make_s4},
+        {"hippo", make_hippo},
     };
     return r;
 }
