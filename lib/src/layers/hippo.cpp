@@ -2,7 +2,8 @@
 // `src/models/hippo/visualizations.py` for the discretisation and the reconstruction basis). The `hippo` layer is
 // the discretised projection x_t = dA x_{t−1} + dB u_t per channel, output = the N coefficients x_t of each channel;
 // dA, dB are the tensors the reference module saves (its buffers `dA` [N, N], `dB` [N]). See ssmstream/hippo.hpp.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on Eigen's AVX-512 paths (a false positive)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on Eigen's AVX-512 paths (false positives;
+#pragma GCC diagnostic ignored "-Wuninitialized"        // the complex ones also trip -Wuninitialized at -O2 -g)
 #include "ssmstream/hippo.hpp"
 
 #include <Eigen/Dense>

@@ -15,7 +15,8 @@
 // K = (I_R + Pᴴ diag(1/m) P)⁻¹ (R×R). Each step is then a diagonal update plus R real scalars c = Wᵀx (one
 // reduction over the states), O(N) per channel, in float32, without the 2/dt ≈ 10³ scaling of the reference's
 // `E`/`D` form (better conditioned; same operator).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on Eigen's AVX-512 paths (a false positive)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on Eigen's AVX-512 paths (false positives;
+#pragma GCC diagnostic ignored "-Wuninitialized"        // the complex ones also trip -Wuninitialized at -O2 -g)
 #include <Eigen/Dense>
 
 #include <algorithm>
