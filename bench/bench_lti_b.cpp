@@ -6,6 +6,8 @@
 //                              layer; ns_per_channel_sample = that / H.
 //   BM_S4Batch/H:/N:/threads:  the same layer through ssm::Batch (blocked recurrence, channel groups over threads)
 //                              on 2^18 frames: Msamples_per_s = frames × H per second.
+//   BM_HippoStream/H:/N:/block:, BM_HippoBatch/H:/N:   a HiPPO-LegS operator (ssm::hippo, order N) on H channels.
+// All timings are wall-clock (UseRealTime), as the peer script's.
 // The layer's weights are random in the ranges of a trained S4 (HiPPO-LegS-like spectrum, dt in [1e-3, 1e-1]),
 // with l_kernel = 1024 (the saved C is C~, as in a trained checkpoint).
 #include <benchmark/benchmark.h>
@@ -15,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "ssmstream/hippo.hpp"
 #include "ssmstream/ssmstream.hpp"
 
 namespace {
@@ -96,9 +99,52 @@ void BM_S4Batch(benchmark::State& st) {
     st.counters["ns_per_sample"] = benchmark::Counter(static_cast<double>(T) * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
+// HiPPO-LegS operator, `channels` = H independent channels of order N (dense N×N step per channel).
+void BM_HippoStream(benchmark::State& st) {
+    const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1)),
+               block = static_cast<std::size_t>(st.range(2));
+    hippo::Spec sp;
+    sp.order = N;
+    sp.channels = H;
+    sp.dt = 1e-3;
+    auto model = hippo::make_model(sp);
+    Stream s(model);
+    s.prepare({0, block, 0});
+    const std::size_t T = 512;
+    const auto in = noise(T * H);
+    std::vector<float> out(T * H * N);
+    for (auto _ : st) {
+        for (std::size_t f = 0; f < T; f += block) s.process(in.data() + f * H, out.data() + f * H * N, block);
+        benchmark::ClobberMemory();
+    }
+    st.counters["ns_per_sample"] = benchmark::Counter(static_cast<double>(T) * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    st.counters["ns_per_channel_sample"] = benchmark::Counter(static_cast<double>(T * H) * 1e-9,
+                                                              benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_HippoBatch(benchmark::State& st) {
+    const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1));
+    hippo::Spec sp;
+    sp.order = N;
+    sp.channels = H;
+    sp.dt = 1e-3;
+    auto model = hippo::make_model(sp);
+    Batch batch(model);
+    const std::size_t T = std::size_t{1} << 13;
+    const auto in = noise(T * H);
+    for (auto _ : st) {
+        batch.reset();
+        auto out = batch.run(in);
+        benchmark::DoNotOptimize(out.data());
+    }
+    st.counters["Msamples_per_s"] = benchmark::Counter(static_cast<double>(T * H) * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
-BENCHMARK(BM_S4Stream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Args({64, 64, 256})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_HippoStream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_HippoBatch)->ArgNames({"H", "N"})->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_S4Stream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Args({64, 64, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_S4Batch)->ArgNames({"H", "N", "threads"})->Args({64, 64, 1})->Args({64, 64, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -62,6 +62,21 @@ def main():
                     _, state = b.step(u[t], state)
                 times.append((time.perf_counter() - t0) / a.steps * 1e9)
             res[f"step_{mode}_ns_per_sample"] = statistics.median(times)
+    # HiPPO: their LTI operator module (visualizations.py HiPPO, hippo.py's transition), LegS N=64, dt=1e-3, on
+    # (L, H=64) inputs: its recurrent forward (fast=False), ns per frame of 64 channels.
+    sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
+    from make_hippo_golden import load_reference  # noqa: E402
+    _, vis = load_reference(a.s4_repo)
+    hp = vis.HiPPO(64, method="legs", dt=1e-3)
+    x = torch.randn(2000, H)
+    with torch.no_grad():
+        hp(x[:100], fast=False)
+        times = []
+        for _ in range(a.reps):
+            t0 = time.perf_counter()
+            hp(x, fast=False)
+            times.append((time.perf_counter() - t0) / x.shape[0] * 1e9)
+    res["hippo_legs_N64_H64_forward_ns_per_sample"] = statistics.median(times)
     print(json.dumps(res))
 
 
