@@ -336,3 +336,85 @@ TEST(HippoImport, RejectsMissingSurplusAndMisshapedTensors) {
     EXPECT_NE(shaped.find("hippo.dA"), std::string::npos) << shaped;
     EXPECT_NE(shaped.find("shape"), std::string::npos) << shaped;
 }
+
+// ---- H3 (`h3` layer) -----------------------------------------------------------------------------------------------
+// Golden files: tests/golden/h3/ (make_h3_golden.py, HazyResearch/H3 src/models/ssm/h3.py at 5c4d06b).
+
+namespace {
+const fs::path kH3Dir = fs::path(SSM_SOURCE_DIR) / "tests" / "golden" / "h3";
+}
+
+TEST(H3Golden, EveryCaseMatchesTheReference) {
+    for (const char* stem : {"h3_layer_default", "h3_layer_zoh", "h3_stack_h128"}) {
+        SCOPED_TRACE(stem);
+        ASSERT_TRUE(fs::exists(kH3Dir / (std::string(stem) + ".io.safetensors"))) << "run tests/golden/make_h3_golden.py";
+        const auto model = Model::load(kH3Dir / (std::string(stem) + ".model.safetensors"));
+        const auto io = TensorFile::open(kH3Dir / (std::string(stem) + ".io.safetensors"));
+        const auto in = TensorFile::to_float(*io.find("input"));
+        const auto ref32 = TensorFile::to_float(*io.find("output"));
+        const auto ref64 = TensorFile::to_double(*io.find("output_f64"));
+        std::vector<float> r64f(ref64.begin(), ref64.end());
+        const double scale = std::max(1.0, rms(r64f)), tol = 1e-4 * scale;
+        const double ref_own = max_abs_diff(ref32, r64f);
+        for (std::size_t block : {1u, 64u}) {
+            const auto out = run_stream(model, in, block);
+            const double e64 = max_abs_diff64(out, ref64), e32 = max_abs_diff(out, ref32);
+            std::printf("  %-18s stream block %-3zu |ours-ref64|/scale = %.2e  |ours-ref32|/scale = %.2e  (their f32 vs f64: %.2e)\n",
+                        stem, block, e64 / scale, e32 / scale, ref_own / scale);
+            EXPECT_LE(e64, tol) << "block " << block;
+            EXPECT_LE(e32, ref_own + tol) << "block " << block << " vs float32 reference";
+        }
+        Batch batch(model);
+        EXPECT_LE(max_abs_diff64(batch.run(in), ref64), tol) << "batch";
+    }
+}
+
+TEST(H3Stream, BlocksBatchSaveLoadNoAllocation) {
+    const auto model = Model::load(kH3Dir / "h3_layer_default.model.safetensors");
+    // 2^16 frames × 16 channels = 1,048,576 samples
+    const auto in = random_signal(std::size_t{1} << 16, 16, 17);
+    const auto s1 = run_stream(model, std::vector<float>(in.begin(), in.begin() + 16 * 3001), 1);
+    const auto s7 = run_stream(model, std::vector<float>(in.begin(), in.begin() + 16 * 3001), 7);
+    EXPECT_EQ(max_abs_diff(s1, s7), 0.0) << "block 1 vs 7";
+    const auto s = run_stream(model, in, 256);
+    BatchOptions o;
+    o.chunk_frames = 10007;
+    Batch batch(model, o);
+    const auto b = batch.run(in);
+    EXPECT_LE(max_abs_diff(s, b), 1e-4 * rms(s)) << "stream vs batch over 2^20 samples";
+
+    Stream a(model), c(model);
+    a.prepare({.sample_rate = 0, .max_block = 64, .channels = 16});
+    c.prepare({.sample_rate = 0, .max_block = 64, .channels = 16});
+    std::vector<float> out(1000 * 16);
+    counting = true;
+    allocations = 0;
+    for (std::size_t t = 0; t < 512; t += 64) a.process(in.data() + t * 16, out.data() + t * 16, 64);
+    counting = false;
+    EXPECT_EQ(allocations.load(), 0);
+    std::vector<std::byte> snap(a.state_bytes());
+    a.save_state(snap);
+    c.load_state(snap);
+    for (std::size_t t = 512; t < 1000; t += 8) c.process(in.data() + t * 16, out.data() + t * 16, 8);
+    EXPECT_EQ(max_abs_diff(out, std::vector<float>(s.begin(), s.begin() + 1000 * 16)), 0.0) << "save/load";
+}
+
+TEST(H3Import, RejectsMissingSurplusAndMisshapedTensors) {
+    auto edited = [](const std::function<void(std::vector<TensorData>&)>& edit) {
+        const auto f = TensorFile::open(kH3Dir / "h3_layer_zoh.model.safetensors");
+        std::vector<TensorData> t;
+        for (const auto& v : f.tensors()) t.push_back({v.name, v.shape, TensorFile::to_double(v), DType::F32});
+        edit(t);
+        return load_error(encode_safetensors(f.metadata(), t));
+    };
+    EXPECT_EQ(edited([](auto&) {}), "");
+    const auto missing = edited([](auto& t) { std::erase_if(t, [](const TensorData& d) { return d.name == "h3.ssm_k_kernel.kernel.C"; }); });
+    EXPECT_NE(missing.find("h3.ssm_k_kernel.kernel.C"), std::string::npos) << missing;
+    const auto surplus = edited([](auto& t) { t.push_back({"h3.kernel.kernel.P", {4}, {1, 2, 3, 4}, DType::F32}); });
+    EXPECT_NE(surplus.find("h3.kernel.kernel.P"), std::string::npos) << surplus;
+    const auto shaped = edited([](auto& t) {
+        for (auto& d : t)
+            if (d.name == "h3.q_proj.weight") d.shape = {4, 16};
+    });
+    EXPECT_NE(shaped.find("h3.q_proj.weight"), std::string::npos) << shaped;
+}

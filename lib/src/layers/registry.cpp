@@ -21,6 +21,7 @@ static const std::map<std::string, Factory>& registry() {
         {"embedding", make_embedding}, {"sos", make_sos},
         {"s4", make_s4},
         {"hippo", make_hippo},
+        {"h3", make_h3},
     };
     return r;
 }
