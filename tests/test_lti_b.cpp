@@ -418,3 +418,83 @@ TEST(H3Import, RejectsMissingSurplusAndMisshapedTensors) {
     });
     EXPECT_NE(shaped.find("h3.q_proj.weight"), std::string::npos) << shaped;
 }
+
+// ---- GSS (`gss` layer) --------------------------------------------------------------------------------------------
+// Golden files: tests/golden/gss/ (make_gss_golden.py, PyPI gated-state-spaces-pytorch 0.1.0, lucidrains).
+
+namespace {
+const fs::path kGssDir = fs::path(SSM_SOURCE_DIR) / "tests" / "golden" / "gss";
+}
+
+TEST(GssGolden, EveryCaseMatchesTheReference) {
+    for (const char* stem : {"gss_layer_default", "gss_stack4"}) {
+        SCOPED_TRACE(stem);
+        ASSERT_TRUE(fs::exists(kGssDir / (std::string(stem) + ".io.safetensors"))) << "run tests/golden/make_gss_golden.py";
+        const auto model = Model::load(kGssDir / (std::string(stem) + ".model.safetensors"));
+        const auto io = TensorFile::open(kGssDir / (std::string(stem) + ".io.safetensors"));
+        const auto in = TensorFile::to_float(*io.find("input"));
+        const auto ref32 = TensorFile::to_float(*io.find("output"));
+        const auto ref64 = TensorFile::to_double(*io.find("output_f64"));
+        std::vector<float> r64f(ref64.begin(), ref64.end());
+        const double scale = std::max(1.0, rms(r64f)), tol = 1e-4 * scale;
+        const double ref_own = max_abs_diff(ref32, r64f);
+        for (std::size_t block : {1u, 64u}) {
+            const auto out = run_stream(model, in, block);
+            const double e64 = max_abs_diff64(out, ref64), e32 = max_abs_diff(out, ref32);
+            std::printf("  %-18s stream block %-3zu |ours-ref64|/scale = %.2e  |ours-ref32|/scale = %.2e  (their f32 vs f64: %.2e)\n",
+                        stem, block, e64 / scale, e32 / scale, ref_own / scale);
+            EXPECT_LE(e64, tol) << "block " << block;
+            EXPECT_LE(e32, ref_own + tol) << "block " << block << " vs float32 reference";
+        }
+        Batch batch(model);
+        EXPECT_LE(max_abs_diff64(batch.run(in), ref64), tol) << "batch";
+    }
+}
+
+TEST(GssStream, BlocksBatchSaveLoadNoAllocation) {
+    const auto model = Model::load(kGssDir / "gss_stack4.model.safetensors");
+    // 2^14 frames × 64 channels = 1,048,576 samples
+    const auto in = random_signal(std::size_t{1} << 14, 64, 19);
+    const auto s = run_stream(model, in, 128);
+    EXPECT_EQ(max_abs_diff(run_stream(model, std::vector<float>(in.begin(), in.begin() + 64 * 777), 1),
+                           std::vector<float>(s.begin(), s.begin() + 64 * 777)), 0.0) << "block 1 vs 128";
+    BatchOptions o;
+    o.chunk_frames = 5003;
+    Batch batch(model, o);
+    EXPECT_LE(max_abs_diff(s, batch.run(in)), 1e-4 * rms(s)) << "stream vs batch over 2^20 samples";
+
+    Stream a(model), c(model);
+    a.prepare({.sample_rate = 0, .max_block = 64, .channels = 64});
+    c.prepare({.sample_rate = 0, .max_block = 64, .channels = 64});
+    std::vector<float> out(600 * 64);
+    counting = true;
+    allocations = 0;
+    for (std::size_t t = 0; t < 320; t += 64) a.process(in.data() + t * 64, out.data() + t * 64, 64);
+    counting = false;
+    EXPECT_EQ(allocations.load(), 0);
+    std::vector<std::byte> snap(a.state_bytes());
+    a.save_state(snap);
+    c.load_state(snap);
+    for (std::size_t t = 320; t < 600; t += 40) c.process(in.data() + t * 64, out.data() + t * 64, 40);
+    EXPECT_EQ(max_abs_diff(out, std::vector<float>(s.begin(), s.begin() + 600 * 64)), 0.0) << "save/load";
+}
+
+TEST(GssImport, RejectsMissingSurplusAndMisshapedTensors) {
+    auto edited = [](const std::function<void(std::vector<TensorData>&)>& edit) {
+        const auto f = TensorFile::open(kGssDir / "gss_stack4.model.safetensors");
+        std::vector<TensorData> t;
+        for (const auto& v : f.tensors()) t.push_back({v.name, v.shape, TensorFile::to_double(v), DType::F32});
+        edit(t);
+        return load_error(encode_safetensors(f.metadata(), t));
+    };
+    EXPECT_EQ(edited([](auto&) {}), "");
+    const auto missing = edited([](auto& t) { std::erase_if(t, [](const TensorData& d) { return d.name == "2.dss.C_imag"; }); });
+    EXPECT_NE(missing.find("2.dss.C_imag"), std::string::npos) << missing;
+    const auto surplus = edited([](auto& t) { t.push_back({"1.dss.B", {4}, {1, 2, 3, 4}, DType::F32}); });
+    EXPECT_NE(surplus.find("1.dss.B"), std::string::npos) << surplus;
+    const auto shaped = edited([](auto& t) {
+        for (auto& d : t)
+            if (d.name == "0.to_gate.weight") d.shape = {64, 64};  // [E=128, H=32] → wrong
+    });
+    EXPECT_NE(shaped.find("0.to_gate.weight"), std::string::npos) << shaped;
+}

@@ -22,6 +22,7 @@ static const std::map<std::string, Factory>& registry() {
         {"s4", make_s4},
         {"hippo", make_hippo},
         {"h3", make_h3},
+        {"gss", make_gss},
     };
     return r;
 }
