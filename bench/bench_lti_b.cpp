@@ -6,6 +6,8 @@
 //                              layer; ns_per_channel_sample = that / H.
 //   BM_S4Batch/H:/N:/threads:  the same layer through ssm::Batch (blocked recurrence, channel groups over threads)
 //                              on 2^18 frames: Msamples_per_s = frames × H per second.
+//   BM_Stream / BM_Batch with family 1 (H3, d_model H, d_state N) and 2 (GSS, dim H, dss_kernel_H H, dss_kernel_N N,
+//                              expansion 4): the same measurements for those layers.
 //   BM_HippoStream/H:/N:/block:, BM_HippoBatch/H:/N:   a HiPPO-LegS operator (ssm::hippo, order N) on H channels.
 // All timings are wall-clock (UseRealTime), as the peer script's.
 // The layer's weights are random in the ranges of a trained S4 (HiPPO-LegS-like spectrum, dt in [1e-3, 1e-1]),
@@ -54,6 +56,57 @@ std::shared_ptr<const Model> s4_layer(std::size_t H, std::size_t N) {
     return Model::from_tensor_file(TensorFile::from_bytes(bytes, "bench-s4"));
 }
 
+// An H3 layer (d_model H, d_state N) and a GSS block (dim H, expansion 4, dss H, dss N) with random weights.
+std::shared_ptr<const Model> h3_layer(std::size_t H, std::size_t N) {
+    const auto h = static_cast<std::int64_t>(H), n = static_cast<std::int64_t>(N), n2 = n / 2;
+    std::mt19937 rng(3);
+    std::normal_distribution<double> nd;
+    auto rnd = [&](std::int64_t count, double scale, double offset = 0) {
+        std::vector<double> v(static_cast<std::size_t>(count));
+        for (auto& x : v) x = offset + scale * nd(rng);
+        return v;
+    };
+    std::vector<TensorData> t;
+    for (const char* pj : {"q_proj", "k_proj", "v_proj", "output_linear"}) {
+        t.push_back({std::string("h3.") + pj + ".weight", {h, h}, rnd(h * h, 1.0 / std::sqrt(static_cast<double>(H)))});
+        t.push_back({std::string("h3.") + pj + ".bias", {h}, rnd(h, 0.1)});
+    }
+    t.push_back({"h3.ssm_k_kernel.kernel.B", {h, n}, rnd(h * n, 0.3)});
+    t.push_back({"h3.ssm_k_kernel.kernel.C", {1, h, n}, rnd(h * n, 0.3)});
+    t.push_back({"h3.ssm_k_D", {h}, rnd(h, 1.0)});
+    t.push_back({"h3.kernel.kernel.log_dt", {h}, rnd(h, 0.5, std::log(0.01))});
+    t.push_back({"h3.kernel.kernel.inv_A_real", {h, n2}, rnd(h * n2, 0.1, std::log(0.5))});
+    t.push_back({"h3.kernel.kernel.A_imag", {h, n2}, rnd(h * n2, 3.0)});
+    t.push_back({"h3.kernel.kernel.B", {h, n2, 2}, rnd(h * n2 * 2, 1.0)});
+    t.push_back({"h3.kernel.kernel.C", {1, h, n2, 2}, rnd(h * n2 * 2, 0.5)});
+    t.push_back({"h3.D", {h}, rnd(h, 1.0)});
+    nlohmann::json cfg = {{"format", "ssmstream"}, {"version", 1}, {"name", "bench-h3"}, {"sample_rate", 0},
+                          {"layers", {{{"type", "h3"}, {"name", "h3"}, {"d_model", H}, {"d_state", N}}}}};
+    return Model::from_tensor_file(TensorFile::from_bytes(encode_safetensors({{"ssmstream", cfg.dump()}}, t), "bench-h3"));
+}
+
+std::shared_ptr<const Model> gss_block(std::size_t D, std::size_t Hd, std::size_t N) {
+    const auto d = static_cast<std::int64_t>(D), e = 4 * d, hd = static_cast<std::int64_t>(Hd), n = static_cast<std::int64_t>(N);
+    std::mt19937 rng(4);
+    std::normal_distribution<double> nd;
+    auto rnd = [&](std::int64_t count, double scale, double offset = 0) {
+        std::vector<double> v(static_cast<std::size_t>(count));
+        for (auto& x : v) x = offset + scale * nd(rng);
+        return v;
+    };
+    std::vector<TensorData> t = {
+        {"g.norm.weight", {d}, rnd(d, 0.1, 1)}, {"g.norm.bias", {d}, rnd(d, 0.1)},
+        {"g.to_u.0.weight", {e, d}, rnd(e * d, 0.1)}, {"g.to_v.0.weight", {hd, d}, rnd(hd * d, 0.1)},
+        {"g.dss.norm.weight", {hd}, rnd(hd, 0.1, 1)}, {"g.dss.norm.bias", {hd}, rnd(hd, 0.1)},
+        {"g.dss.Lambda_real", {n}, rnd(n, 0.5, -2)}, {"g.dss.Lambda_imag", {n}, rnd(n, 1.0)},
+        {"g.dss.C_real", {hd, n}, rnd(hd * n, 0.1)}, {"g.dss.C_imag", {hd, n}, rnd(hd * n, 0.1)},
+        {"g.dss.param_D", {hd}, rnd(hd, 1.0)}, {"g.to_gate.weight", {e, hd}, rnd(e * hd, 0.1)},
+        {"g.to_out.weight", {d, e}, rnd(d * e, 0.05)}, {"g.to_out.bias", {d}, rnd(d, 0.1)}};
+    nlohmann::json cfg = {{"format", "ssmstream"}, {"version", 1}, {"name", "bench-gss"}, {"sample_rate", 0},
+                          {"layers", {{{"type", "gss"}, {"name", "g"}, {"dim", D}}}}};
+    return Model::from_tensor_file(TensorFile::from_bytes(encode_safetensors({{"ssmstream", cfg.dump()}}, t), "bench-gss"));
+}
+
 std::vector<float> noise(std::size_t n) {
     std::mt19937 rng(7);
     std::normal_distribution<float> nd;
@@ -62,10 +115,15 @@ std::vector<float> noise(std::size_t n) {
     return v;
 }
 
+enum Family { kS4 = 0, kH3 = 1, kGss = 2 };
+std::shared_ptr<const Model> family_model(int f, std::size_t H, std::size_t N) {
+    return f == kS4 ? s4_layer(H, N) : f == kH3 ? h3_layer(H, N) : gss_block(H, H, N);
+}
+
 void BM_S4Stream(benchmark::State& st) {
     const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1)),
                block = static_cast<std::size_t>(st.range(2));
-    auto model = s4_layer(H, N);
+    auto model = family_model(static_cast<int>(st.range(3)), H, N);
     Stream s(model);
     s.prepare({0, block, 0});
     const std::size_t T = 2048;
@@ -84,11 +142,11 @@ void BM_S4Stream(benchmark::State& st) {
 void BM_S4Batch(benchmark::State& st) {
     const auto H = static_cast<std::size_t>(st.range(0)), N = static_cast<std::size_t>(st.range(1)),
                threads = static_cast<std::size_t>(st.range(2));
-    auto model = s4_layer(H, N);
+    auto model = family_model(static_cast<int>(st.range(3)), H, N);
     BatchOptions o;
     o.threads = threads;
     Batch batch(model, o);
-    const std::size_t T = std::size_t{1} << 18;
+    const std::size_t T = std::size_t{1} << 16;
     const auto in = noise(T * H);
     for (auto _ : st) {
         batch.reset();
@@ -144,7 +202,13 @@ void BM_HippoBatch(benchmark::State& st) {
 
 BENCHMARK(BM_HippoStream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_HippoBatch)->ArgNames({"H", "N"})->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_S4Stream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Args({64, 64, 256})->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_S4Batch)->ArgNames({"H", "N", "threads"})->Args({64, 64, 1})->Args({64, 64, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+// family: 0 = S4, 1 = H3, 2 = GSS (dim 64, dss H 64, dss N 64, expansion 4)
+BENCHMARK(BM_S4Stream)->Name("BM_Stream")->ArgNames({"H", "N", "block", "family"})
+    ->Args({64, 64, 1, kS4})->Args({64, 64, 64, kS4})->Args({64, 64, 256, kS4})
+    ->Args({64, 64, 1, kH3})->Args({64, 64, 64, kH3})->Args({64, 64, 1, kGss})->Args({64, 64, 64, kGss})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_S4Batch)->Name("BM_Batch")->ArgNames({"H", "N", "threads", "family"})
+    ->Args({64, 64, 1, kS4})->Args({64, 64, 2, kS4})->Args({64, 64, 1, kH3})->Args({64, 64, 1, kGss})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

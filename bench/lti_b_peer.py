@@ -8,6 +8,10 @@ mode='dplr', d_state=64, H=64, its defaults otherwise) on this CPU, float32, 1 t
          FFT convolution), L = 2^12 and 2^13 (the naive Cauchy materialises (2, 2, H, N/2, L/2) complex entries): Msamples/s = L·H per second, kernel generation included (as in their
          forward).
 
+  hippo: their LTI HiPPO module (LegS, N=64, 64 channels), forward(fast=False) per frame.
+  h3:   HazyResearch/H3 H3(64, d_state=64): forward (L = 2^12, 2^14) and step() per sample.
+  gss:  gated-state-spaces-pytorch GSS(dim=64, dss_kernel_H=64, dss_kernel_N=64): forward only (no step there).
+
 Prints one JSON object. Usage: python bench/lti_b_peer.py --s4-repo third_party/s4 [--steps 2000]
 """
 import argparse
@@ -27,6 +31,7 @@ from ssmtrain import reference  # noqa: E402
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--s4-repo", default=reference.default_repo())
+    ap.add_argument("--h3-repo", default=os.path.join(ROOT, "third_party", "H3"))
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
@@ -77,6 +82,55 @@ def main():
             hp(x, fast=False)
             times.append((time.perf_counter() - t0) / x.shape[0] * 1e9)
     res["hippo_legs_N64_H64_forward_ns_per_sample"] = statistics.median(times)
+
+    # H3: HazyResearch/H3 H3(64, d_state=64) (third_party/H3): forward on (1, L, 64) and step() per sample.
+    # Both checkouts have a top-level `src` package: forget state-spaces/s4's before importing H3's.
+    for k in [k for k in sys.modules if k == "src" or k.startswith("src.")]:
+        del sys.modules[k]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.abspath(a.s4_repo)]
+    from make_h3_golden import load_h3  # noqa: E402
+    h3 = load_h3(a.h3_repo)
+    torch.manual_seed(0)
+    m = h3.H3(64, d_state=64).eval()
+    with torch.no_grad():
+        for L in (1 << 12, 1 << 14):
+            x = torch.randn(1, L, 64)
+            m(x)
+            times = []
+            for _ in range(a.reps):
+                t0 = time.perf_counter()
+                m(x)
+                times.append(time.perf_counter() - t0)
+            res[f"h3_conv_L{L}_Msamples_per_s"] = L * 64 / statistics.median(times) / 1e6
+        m.ssm_k_kernel._setup_step()
+        m.kernel._setup_step()
+        sk, sd = m.ssm_k_kernel.default_state(1), m.kernel.default_state(1)
+        u = torch.randn(a.steps, 1, 1, 64)
+        times = []
+        for _ in range(a.reps):
+            t0 = time.perf_counter()
+            for t in range(a.steps):
+                _, sk, sd = m.step(u[t], sk, sd)
+            times.append((time.perf_counter() - t0) / a.steps * 1e9)
+        res["h3_step_ns_per_sample"] = statistics.median(times)
+
+    # GSS: gated-state-spaces-pytorch 0.1.0 GSS(dim=64, dss_kernel_H=64, dss_kernel_N=64): forward only (the package
+    # has no recurrent step; its forward materialises the kernel and convolves by FFT).
+    try:
+        from gated_state_spaces_pytorch import GSS
+        g = GSS(dim=64, dss_kernel_H=64, dss_kernel_N=64).eval()
+        with torch.no_grad():
+            for L in (1 << 12, 1 << 14):
+                x = torch.randn(1, L, 64)
+                g(x)
+                times = []
+                for _ in range(a.reps):
+                    t0 = time.perf_counter()
+                    g(x)
+                    times.append(time.perf_counter() - t0)
+                res[f"gss_conv_L{L}_Msamples_per_s"] = L * 64 / statistics.median(times) / 1e6
+    except ImportError:
+        res["gss"] = "gated-state-spaces-pytorch not installed (pip install gated-state-spaces-pytorch==0.1.0)"
     print(json.dumps(res))
 
 

@@ -8,4 +8,4 @@ cmake -S "$ROOT" -B "$BUILD" -DSSM_BENCH=ON -DCMAKE_BUILD_TYPE=Release >/dev/nul
 cmake --build "$BUILD" -j"$(nproc)" --target bench_lti_b >/dev/null
 echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BUILD/bench/bench_lti_b" --benchmark_min_time=0.5 --benchmark_counters_tabular=true
-python3 "$ROOT/bench/lti_b_peer.py" --s4-repo "${S4_REPO:-$ROOT/third_party/s4}"
+python3 "$ROOT/bench/lti_b_peer.py" --s4-repo "${S4_REPO:-$ROOT/third_party/s4}" --h3-repo "${H3_REPO:-$ROOT/third_party/H3}"
