@@ -183,6 +183,9 @@ public:
         y_ = ctx.reserve(chunk_ * L_.H);
         z_ = ctx.reserve(chunk_ * L_.out_w);
         state_.assign(L_.state_size(), 0.0f);
+        reason_ = ctx.options.backend == Backend::fft
+                      ? "fft requested, but this layer has no FFT view yet: DPLR blocked recurrence (same result)"
+                      : "DPLR blocked recurrence, channel groups over threads";
     }
     void run(const float* in, float* out, std::size_t frames) override {
         float* y = y_.get();
@@ -196,7 +199,7 @@ public:
     void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
     void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
     void collect_plans(std::vector<LayerPlan>& plans) const override {
-        plans.push_back({L_.describe(), "recurrence", "DPLR blocked recurrence, channel groups over threads", 0, 0});
+        plans.push_back({L_.describe(), "recurrence", reason_, 0, 0});
     }
 
 private:
@@ -205,6 +208,7 @@ private:
     std::size_t chunk_;
     Workspace::Slice y_, z_;
     std::vector<float> state_;
+    std::string reason_;
 };
 
 std::unique_ptr<LayerRunner> S4::make_runner(BatchContext& ctx) const { return std::make_unique<S4Runner>(*this, ctx); }
