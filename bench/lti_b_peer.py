@@ -12,6 +12,9 @@ mode='dplr', d_state=64, H=64, its defaults otherwise) on this CPU, float32, 1 t
   h3:   HazyResearch/H3 H3(64, d_state=64): forward (L = 2^12, 2^14) and step() per sample.
   gss:  gated-state-spaces-pytorch GSS(dim=64, dss_kernel_H=64, dss_kernel_N=64): forward only (no step there).
 
+Times are process CPU time (time.process_time, 1 torch thread): on a loaded shared machine wall time would mostly
+measure the other jobs; ours (bench_lti_b) counts CPU time the same way for streaming.
+
 Prints one JSON object. Usage: python bench/lti_b_peer.py --s4-repo third_party/s4 [--steps 2000]
 """
 import argparse
@@ -49,9 +52,9 @@ def main():
             block(x)  # warm-up (also sets l_kernel)
             times = []
             for _ in range(a.reps):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 block(x)
-                times.append(time.perf_counter() - t0)
+                times.append(time.process_time() - t0)
             res[f"conv_L{L}_Msamples_per_s"] = L * H / statistics.median(times) / 1e6
         for mode in ("dense", "linear"):
             b = block
@@ -62,10 +65,10 @@ def main():
                 _, state = b.step(u[t], state)
             times = []
             for _ in range(a.reps):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 for t in range(a.steps):
                     _, state = b.step(u[t], state)
-                times.append((time.perf_counter() - t0) / a.steps * 1e9)
+                times.append((time.process_time() - t0) / a.steps * 1e9)
             res[f"step_{mode}_ns_per_sample"] = statistics.median(times)
     # HiPPO: their LTI operator module (visualizations.py HiPPO, hippo.py's transition), LegS N=64, dt=1e-3, on
     # (L, H=64) inputs: its recurrent forward (fast=False), ns per frame of 64 channels.
@@ -78,9 +81,9 @@ def main():
         hp(x[:100], fast=False)
         times = []
         for _ in range(a.reps):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             hp(x, fast=False)
-            times.append((time.perf_counter() - t0) / x.shape[0] * 1e9)
+            times.append((time.process_time() - t0) / x.shape[0] * 1e9)
     res["hippo_legs_N64_H64_forward_ns_per_sample"] = statistics.median(times)
 
     # H3: HazyResearch/H3 H3(64, d_state=64) (third_party/H3): forward on (1, L, 64) and step() per sample.
@@ -98,9 +101,9 @@ def main():
             m(x)
             times = []
             for _ in range(a.reps):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 m(x)
-                times.append(time.perf_counter() - t0)
+                times.append(time.process_time() - t0)
             res[f"h3_conv_L{L}_Msamples_per_s"] = L * 64 / statistics.median(times) / 1e6
         m.ssm_k_kernel._setup_step()
         m.kernel._setup_step()
@@ -108,10 +111,10 @@ def main():
         u = torch.randn(a.steps, 1, 1, 64)
         times = []
         for _ in range(a.reps):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for t in range(a.steps):
                 _, sk, sd = m.step(u[t], sk, sd)
-            times.append((time.perf_counter() - t0) / a.steps * 1e9)
+            times.append((time.process_time() - t0) / a.steps * 1e9)
         res["h3_step_ns_per_sample"] = statistics.median(times)
 
     # GSS: gated-state-spaces-pytorch 0.1.0 GSS(dim=64, dss_kernel_H=64, dss_kernel_N=64): forward only (the package
@@ -125,9 +128,9 @@ def main():
                 g(x)
                 times = []
                 for _ in range(a.reps):
-                    t0 = time.perf_counter()
+                    t0 = time.process_time()
                     g(x)
-                    times.append(time.perf_counter() - t0)
+                    times.append(time.process_time() - t0)
                 res[f"gss_conv_L{L}_Msamples_per_s"] = L * 64 / statistics.median(times) / 1e6
     except ImportError:
         res["gss"] = "gated-state-spaces-pytorch not installed (pip install gated-state-spaces-pytorch==0.1.0)"
