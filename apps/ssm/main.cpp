@@ -17,6 +17,7 @@
 #include "convert.hpp"
 #include "design.hpp"
 #include "gpu.hpp"
+#include "hippo.hpp"
 #include "lm_run.hpp"
 #include "signal_io.hpp"
 #include "ssmstream/ssmstream.hpp"
@@ -418,6 +419,8 @@ int main(int argc, char** argv) {
 
     DesignOptions dop;
     auto* des = add_design_command(app, dop);
+    HippoOptions hop;
+    auto* hip = add_hippo_command(app, hop);
 
     try {
         app.parse(argc, argv);
@@ -436,6 +439,7 @@ int main(int argc, char** argv) {
         if (*run) return cmd_run(model, input, output, ro);
         if (*stream) return cmd_stream(model, sblock, srate);
         if (*des) return cmd_design(dop);
+        if (*hip) return cmd_hippo(hop);
         if (*conv && is_checkpoint_dir(input)) {
             std::fprintf(stderr, "ssm: %s -> %s\n", convert_checkpoint(input, output, co.dtype).c_str(), output.c_str());
             return 0;

@@ -4,6 +4,7 @@
 #include "ssmstream/checkpoint.hpp"
 #include "ssmstream/error.hpp"
 #include "ssmstream/filters.hpp"
+#include "ssmstream/hippo.hpp"
 #include "ssmstream/model.hpp"
 #include "ssmstream/stream.hpp"
 #include "ssmstream/tensor_file.hpp"

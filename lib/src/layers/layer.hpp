@@ -143,10 +143,14 @@ std::unique_ptr<Layer> make_glu(const nlohmann::json& c, Params& p, std::size_t 
 std::unique_ptr<Layer> make_s4d(const nlohmann::json& c, Params& p, std::size_t in_width);
 std::unique_ptr<Layer> make_residual(const nlohmann::json& c, Params& p, std::size_t in_width);
 std::unique_ptr<Layer> make_sos(const nlohmann::json& c, Params& p, std::size_t in_width);
-std::unique_ptr<Layer> make_lru(const nlohmann::json& c, Params& p, std::size_t in_width);  // lti-a
-std::unique_ptr<Layer> make_s5(const nlohmann::json& c, Params& p, std::size_t in_width);   // lti-a
-std::unique_ptr<Layer> make_dss(const nlohmann::json& c, Params& p, std::size_t in_width);  // lti-a
-std::unique_ptr<Layer> make_ema(const nlohmann::json& c, Params& p, std::size_t in_width);  // lti-a
+std::unique_ptr<Layer> make_lru(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_s5(const nlohmann::json& c, Params& p, std::size_t in_width); 
+std::unique_ptr<Layer> make_dss(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_ema(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_s4(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_hippo(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_h3(const nlohmann::json& c, Params& p, std::size_t in_width);
+std::unique_ptr<Layer> make_gss(const nlohmann::json& c, Params& p, std::size_t in_width);
 
 /** Config helpers: a clear ConfigError naming the layer and field when a value is missing or has the wrong type. */
 std::size_t get_size(const nlohmann::json& c, const char* key, std::size_t fallback = 0, bool required = true);

@@ -20,10 +20,14 @@ static const std::map<std::string, Factory>& registry() {
         {"s4d", make_s4d},             {"residual", make_residual},
         {"mamba", make_mamba},         {"mamba2", make_mamba2},       {"rmsnorm", make_rmsnorm},
         {"embedding", make_embedding}, {"sos", make_sos},
-        {"lru", make_lru},  // lti-a
-        {"s5", make_s5},    // lti-a
-        {"dss", make_dss},  // lti-a
-        {"ema", make_ema},  // lti-a
+        {"lru", make_lru},
+        {"s5", make_s5},  
+        {"dss", make_dss},
+        {"ema", make_ema},
+        {"s4", make_s4},
+        {"hippo", make_hippo},
+        {"h3", make_h3},
+        {"gss", make_gss},
     };
     return r;
 }
