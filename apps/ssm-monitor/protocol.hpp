@@ -105,6 +105,8 @@ public:
     const Header& header() const noexcept { return header_; }
     std::span<const std::byte> payload() const noexcept { return {buf_.data() + kHeaderBytes, header_.payload_bytes}; }
     void next() noexcept { ready_ = false; have_ = 0; }
+    /** Back to the start of a byte stream (clears a failure). */
+    void reset() noexcept { ready_ = false; have_ = 0; status_ = Status{}; }
 
 private:
     std::vector<std::byte> buf_;

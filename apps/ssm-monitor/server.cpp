@@ -228,6 +228,18 @@ public:
     LatencyHist latency;
     std::map<std::string, std::shared_ptr<StreamState>> streams;  // network thread only
     std::set<std::shared_ptr<class Viewer>> viewers;              // network thread only
+    std::deque<std::shared_ptr<const std::string>> history;       // the last snapshots, for a viewer that joins
+    std::size_t history_bytes = 0;
+    /** The recent snapshots as one JSON array (what a new viewer gets first, so its traces start filled). */
+    std::shared_ptr<const std::string> backlog() const {
+        auto out = std::make_shared<std::string>("[");
+        for (std::size_t i = 0; i < history.size(); ++i) {
+            if (i) *out += ',';
+            *out += *history[i];
+        }
+        *out += ']';
+        return out;
+    }
     std::uint64_t conn_serial = 0, rejected = 0, viewer_drops = 0, viewers_closed_slow = 0;
     std::atomic<std::uint64_t> nonfinite_total{0};
 
@@ -557,7 +569,6 @@ public:
                 encode_welcome({next}, reply);
                 return Result::ok;
             } catch (const std::exception& e) {
-                ++srv_.rejected;
                 return fail(reply, e.what());
             }
         }
@@ -605,6 +616,7 @@ public:
 
 private:
     Result fail(std::vector<std::byte>& reply, const std::string& why) {
+        ++srv_.rejected;
         srv_.log("connection " + std::to_string(serial_) + " refused: " + why);
         encode_error(why, reply);
         return Result::error;
@@ -683,6 +695,7 @@ private:
         read_rest_of_header(0);
     }
     void send_error(const std::string& why) {
+        ++srv_.rejected;
         srv_.log("connection " + std::to_string(ingest_.serial()) + ": " + why);
         reply_.clear();
         encode_error(why, reply_);
@@ -814,6 +827,7 @@ public:
         ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
             if (ec) return;
             self->srv_.viewers.insert(self);
+            self->send(self->srv_.backlog(), unix_now_ns());
             self->read();
         });
     }
@@ -1041,6 +1055,12 @@ void Server::on_tick() {
     }
     os << "]}";
     auto msg = std::make_shared<const std::string>(os.str());
+    history.push_back(msg);  // 5 s of snapshots or 16 MiB, whichever is less
+    history_bytes += msg->size();
+    while (history.size() > 50 || (history_bytes > (16u << 20) && history.size() > 1)) {
+        history_bytes -= history.front()->size();
+        history.pop_front();
+    }
     for (auto v : std::vector<std::shared_ptr<Viewer>>(viewers.begin(), viewers.end())) v->send(msg, now);
     if (now - last_flush_tick_ >= 500'000'000) {  // idle streams get flushed too
         last_flush_tick_ = now;

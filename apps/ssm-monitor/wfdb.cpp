@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "ssmstream/error.hpp"
@@ -137,7 +138,8 @@ WfdbRecord read_wfdb(const std::filesystem::path& in, std::size_t max_frames) {
             v = static_cast<int>(raw[i]) - 128;
         }
         const SignalSpec& s = sig[i % nch];
-        r.samples[i] = static_cast<float>((v - s.baseline) / s.gain);
+        const int invalid = fmt == 212 ? -2048 : fmt == 16 ? -32768 : -128;  // WFDB's "no sample here"
+        r.samples[i] = v == invalid ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>((v - s.baseline) / s.gain);
     }
     return r;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // A small reader for PhysioNet WFDB records (header + one signal file), enough for `ssm-monitor replay`:
 // formats 212 (MIT-BIH, two 12-bit samples in 3 bytes), 16 (int16 LE) and 80 (8-bit offset binary), all signals
-// interleaved in one .dat file. Samples are converted to physical units: (adc − baseline) / gain.
+// interleaved in one .dat file. Samples are converted to physical units: (adc − baseline) / gain; WFDB's invalid-sample
+// code (−2048 in 212, −32768 in 16, −128 in 80) becomes NaN, as in the `wfdb` Python package.
 #include <filesystem>
 #include <string>
 #include <vector>
