@@ -166,6 +166,7 @@ int run_send(const SendOptions& o) {
     std::vector<std::byte> out, payload;
     std::vector<float> frame(block * ch);
     const auto t0 = std::chrono::steady_clock::now();
+    const std::int64_t unix_t0 = unix_now_ns();  // device time of frame 0 (paced sending: acquisition times)
     std::uint64_t data_frames_sent = 0;
     std::vector<std::uint64_t> dropped_done;
     auto seq_of = [&](std::uint64_t i) { return src.seqs.empty() ? i : src.seqs[i]; };
@@ -211,7 +212,11 @@ int run_send(const SendOptions& o) {
                 const std::uint64_t msg = data_frames_sent++;
                 if (!contains(o.skip, msg)) {
                     out.clear();
-                    encode_data(seq, unix_now_ns(), {frame.data(), n * ch}, ch, out);
+                    // Device timestamp: when the last frame of this block was "acquired" (its due time when paced),
+                    // so the server's latency includes any lateness of the sender; as fast as possible: now.
+                    const std::int64_t ts = o.speed > 0 ? unix_t0 + static_cast<std::int64_t>(static_cast<double>(pos + n) / rate / o.speed * 1e9)
+                                                        : unix_now_ns();
+                    encode_data(seq, ts, {frame.data(), n * ch}, ch, out);
                     conn.write(out);
                 }
                 pos += n;

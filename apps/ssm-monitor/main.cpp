@@ -2,7 +2,10 @@
 // browser. Subcommands: serve, send (the reference client), replay (a WFDB record or a recording, as a device would).
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <atomic>
 #include <iostream>
+#include <thread>
+#include <vector>
 
 #include "client.hpp"
 #include "server.hpp"
@@ -21,6 +24,7 @@ int main(int argc, char** argv) {
     serve->add_option("--token", so.token, "token required from every device and viewer (default: a random one, printed)");
     serve->add_option("--record", so.record_dir, "record every received sample under DIR/<stream id>/");
     serve->add_option("--chain", so.chain, "per-channel chain, e.g. notch:60,bandpass:0.5:40,models/ecg-denoiser/ecg-denoiser.safetensors");
+    serve->add_option("--chain-for", so.chain_for, "GLOB=SPEC: streams whose id matches GLOB use SPEC (repeatable; first match wins)");
     serve->add_option("--nonfinite", so.nonfinite, "NaN/Inf input samples: zero (replace by 0) or reset (replace and reset the chain state)")->capture_default_str();
     serve->add_option("--workers", so.workers, "processing threads (0 = one per core)")->capture_default_str();
     serve->add_option("--hello-timeout", so.hello_timeout_s, "seconds a new connection has to say hello")->capture_default_str();
@@ -56,6 +60,8 @@ int main(int argc, char** argv) {
     send->add_option("--seconds", to.seconds, "how long (0 = whole record)")->capture_default_str();
     send->add_option("--start", to.start_s, "records: start this many seconds in")->capture_default_str();
     send->add_option("--speed", to.speed, "1 = real time, 10 = 10x, 0 = as fast as possible")->capture_default_str();
+    std::size_t nstreams = 1;
+    send->add_option("--streams", nstreams, "run N streams at once (ids ID-0 … ID-N-1), one thread each (load tests)")->capture_default_str();
 
     std::string record, dump;
     bool realtime = false;
@@ -78,7 +84,24 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     try {
         if (*serve) return run_serve(so);
-        if (*send) return run_send(to);
+        if (*send) {
+            if (nstreams <= 1) return run_send(to);
+            std::vector<std::thread> th;
+            std::atomic<int> failed{0};
+            for (std::size_t i = 0; i < nstreams; ++i)
+                th.emplace_back([&, i] {
+                    SendOptions o = to;
+                    o.id = to.id + "-" + std::to_string(i);
+                    try {
+                        if (run_send(o) != 0) ++failed;
+                    } catch (const std::exception& e) {
+                        std::cerr << "ssm-monitor send " << o.id << ": " << e.what() << "\n";
+                        ++failed;
+                    }
+                });
+            for (auto& t : th) t.join();
+            return failed ? 1 : 0;
+        }
         if (*replay) {
             if (!dump.empty()) {
                 const auto n = dump_csv(record, dump);

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <deque>
+#include <fnmatch.h>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -215,8 +216,8 @@ class Session;
 
 class Server {
 public:
-    Server(const ServeOptions& o, Chain chain)
-        : opt(o), chain_(std::move(chain)), pool_(o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency())),
+    Server(const ServeOptions& o, Chain chain, std::vector<std::pair<std::string, Chain>> chain_for)
+        : opt(o), chain_(std::move(chain)), chain_for_(std::move(chain_for)), pool_(o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency())),
           acceptor_(ioc), tick_(ioc), signals_(ioc, SIGINT, SIGTERM) {
         policy = o.nonfinite == "reset" ? NonFinitePolicy::reset_state : NonFinitePolicy::zero_sample;
     }
@@ -257,6 +258,7 @@ private:
     void on_tick();
 
     Chain chain_;
+    std::vector<std::pair<std::string, Chain>> chain_for_;  // (stream-id glob, chain): first match wins over chain_
     net::thread_pool pool_;
     tcp::acceptor acceptor_;
     net::steady_timer tick_;
@@ -451,6 +453,8 @@ void json_str(std::ostringstream& os, std::string_view s) {
     os << '"';
 }
 
+double fin(double x) { return std::isfinite(x) ? x : 0.0; }  // JSON has no NaN/Inf
+
 void StreamState::snapshot_json(std::ostringstream& os, std::int64_t now_ns) {
     std::lock_guard lk(display_mu_);
     if (now_ns - rate_mark_ns >= 1'000'000'000) {
@@ -461,9 +465,9 @@ void StreamState::snapshot_json(std::ostringstream& os, std::int64_t now_ns) {
     os << "{\"id\":";
     json_str(os, hello.stream_id);
     os << ",\"rate\":" << rate << ",\"connected\":" << (connected ? "true" : "false") << ",\"rx_fps\":" << rx_rate
-       << ",\"lag_ms\":" << d_lag_ms_ << ",\"processed\":" << d_processed_ << ",\"received\":" << rx_frames
+       << ",\"lag_ms\":" << fin(d_lag_ms_) << ",\"processed\":" << d_processed_ << ",\"received\":" << rx_frames
        << ",\"gaps\":" << gap_events << ",\"gap_frames\":" << gap_frames << ",\"dup_frames\":" << dup_frames
-       << ",\"nonfinite\":" << d_nonfinite_ << ",\"reconnects\":" << reconnects << ",\"hr\":" << d_hr_
+       << ",\"nonfinite\":" << d_nonfinite_ << ",\"reconnects\":" << reconnects << ",\"hr\":" << fin(d_hr_)
        << ",\"ecg\":" << ecg_channel << ",\"dec\":" << dec_ << ",\"names\":[";
     for (std::size_t c = 0; c < ch; ++c) {
         if (c) os << ',';
@@ -475,7 +479,7 @@ void StreamState::snapshot_json(std::ostringstream& os, std::int64_t now_ns) {
         json_str(os, hello.units[c]);
     }
     os << "],\"sqi\":[";
-    for (std::size_t c = 0; c < ch; ++c) os << (c ? "," : "") << d_sqi_[c];
+    for (std::size_t c = 0; c < ch; ++c) os << (c ? "," : "") << (std::isfinite(d_sqi_[c]) ? d_sqi_[c] : 0.0);
     os << "],\"gap_at\":[";
     for (std::size_t i = 0; i < d_gaps_.size(); ++i) os << (i ? "," : "") << d_gaps_[i];
     os << "],\"beats\":[";
@@ -490,7 +494,7 @@ void StreamState::snapshot_json(std::ostringstream& os, std::int64_t now_ns) {
         for (std::size_t c = 0; c < ch; ++c) {
             os << (c ? ",[" : "[");
             for (std::size_t k = 0; k < d_count_; ++k) {
-                std::snprintf(num, sizeof num, "%s%.6g", k ? "," : "", static_cast<double>(src[k * ch + c]));
+                std::snprintf(num, sizeof num, "%s%.6g", k ? "," : "", fin(static_cast<double>(src[k * ch + c])));
                 os << num;
             }
             os << ']';
@@ -529,7 +533,13 @@ std::shared_ptr<StreamState> Server::attach(const Hello& h, std::uint64_t serial
     }
     if (streams.size() >= opt.max_streams)
         throw ssm::UsageError("too many streams (--max-streams " + std::to_string(opt.max_streams) + ")");
-    const auto models = chain_.models_for(h.sample_rate);  // throws for a model at another rate
+    const Chain* chain = &chain_;
+    for (const auto& [glob, c] : chain_for_)
+        if (::fnmatch(glob.c_str(), h.stream_id.c_str(), 0) == 0) {
+            chain = &c;
+            break;
+        }
+    const auto models = chain->models_for(h.sample_rate);  // throws for a model at another rate
     auto s = std::make_shared<StreamState>(*this, h, net::make_strand(pool_.get_executor()));
     s->prepare(models, policy, opt.record_dir, next_seq);
     s->expected_seq = next_seq;
@@ -1139,8 +1149,15 @@ int run_serve(const ServeOptions& o0) {
     }
     if (o.token.size() > kMaxTokenBytes) throw ssm::UsageError("--token longer than 256 bytes");
     Chain chain = Chain::parse(o.chain);
+    std::vector<std::pair<std::string, Chain>> chain_for;
+    for (const auto& gs : o.chain_for) {
+        const auto eq = gs.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw ssm::UsageError("--chain-for needs GLOB=SPEC (e.g. 'ecg*=notch:60,model.safetensors'), got " + gs);
+        chain_for.emplace_back(gs.substr(0, eq), Chain::parse(gs.substr(eq + 1)));
+    }
     if (!o.record_dir.empty()) std::filesystem::create_directories(o.record_dir);
-    Server srv(o, std::move(chain));
+    Server srv(o, std::move(chain), std::move(chain_for));
     return srv.run();
 }
 

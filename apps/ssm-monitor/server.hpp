@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace ssm::monitor {
 
@@ -12,6 +13,7 @@ struct ServeOptions {
     std::string token;              // empty: a random token is made and printed
     std::filesystem::path record_dir;  // empty: no recording
     std::string chain;
+    std::vector<std::string> chain_for;  // "GLOB=SPEC": streams whose id matches GLOB get SPEC instead of `chain`
     std::string nonfinite = "zero";  // zero | reset
     unsigned workers = 0;            // 0: hardware threads
     double hello_timeout_s = 5;      // a connection must send its hello (or HTTP request) within this
