@@ -122,10 +122,10 @@ struct RecHdr {
     std::int64_t recv_ns = 0;
 };
 
-/** End-to-end latency histogram: 0.25 ms buckets to 2 s, then overflow. Lock-free. */
+/** End-to-end latency histogram: 0.25 ms buckets to 10 s, then overflow. Lock-free. */
 class LatencyHist {
 public:
-    static constexpr std::size_t kBuckets = 8001;
+    static constexpr std::size_t kBuckets = 40001;
     void add(std::int64_t ns) noexcept {
         const std::int64_t b = std::clamp<std::int64_t>(ns / 250'000, 0, kBuckets - 1);
         h_[static_cast<std::size_t>(b)].fetch_add(1, std::memory_order_relaxed);
@@ -217,12 +217,17 @@ class Session;
 class Server {
 public:
     Server(const ServeOptions& o, Chain chain, std::vector<std::pair<std::string, Chain>> chain_for)
-        : opt(o), chain_(std::move(chain)), chain_for_(std::move(chain_for)), pool_(o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency())),
-          acceptor_(ioc), tick_(ioc), signals_(ioc, SIGINT, SIGTERM) {
+        : pool_(o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency())), opt(o),
+          chain_(std::move(chain)), chain_for_(std::move(chain_for)), acceptor_(ioc), tick_(ioc), signals_(ioc, SIGINT, SIGTERM) {
         policy = o.nonfinite == "reset" ? NonFinitePolicy::reset_state : NonFinitePolicy::zero_sample;
     }
     int run();
 
+private:
+    // First member, so destroyed last: every strand (in StreamState, held by sessions and by `streams`) refers to it.
+    net::thread_pool pool_;
+
+public:
     const ServeOptions& opt;
     net::io_context ioc{1};
     NonFinitePolicy policy;
@@ -259,7 +264,6 @@ private:
 
     Chain chain_;
     std::vector<std::pair<std::string, Chain>> chain_for_;  // (stream-id glob, chain): first match wins over chain_
-    net::thread_pool pool_;
     tcp::acceptor acceptor_;
     net::steady_timer tick_;
     net::signal_set signals_;
@@ -277,7 +281,9 @@ void StreamState::prepare(const std::vector<std::shared_ptr<const Model>>& model
         c.clear();
         for (const auto& m : models) {
             c.emplace_back(m, policy);
-            c.back().prepare({.sample_rate = rate, .max_block = maxf, .channels = 1});
+            // Stream::process splits longer blocks itself; a smaller max_block keeps a model's per-channel scratch
+            // small (4096 frames × a wide model's activations would be megabytes per channel).
+            c.back().prepare({.sample_rate = rate, .max_block = 256, .channels = 1});
         }
     }
     a_.assign(maxf, 0);
