@@ -6,7 +6,7 @@
 #
 # usage: bench/monitor_load.sh [BUILD_DIR=build] [SECONDS=20]
 # env:   STREAMS (62) CHANNELS (32) RATE (500) ECG_STREAMS (2) BLOCK (frames per message: RATE/20) WORKERS (0 = cores)
-#        BROWSER (1: a headless Chromium on the page; 0: none)
+#        BROWSER (1: a headless Chromium on the page; 0: none)  RECORD (1: --record into the temporary directory)
 # Default: 62 × 32 × 500 Hz + 2 × 32 × 360 Hz through the model = 64 streams, 2048 channels, 1.015 M samples/s.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,11 +14,12 @@ build=${1:-build}; secs=${2:-20}
 [[ $build = /* ]] || build=$src/$build
 M=$build/apps/ssm-monitor/ssm-monitor
 STREAMS=${STREAMS:-62} CHANNELS=${CHANNELS:-32} RATE=${RATE:-500} ECG_STREAMS=${ECG_STREAMS:-2}
-BLOCK=${BLOCK:-0} WORKERS=${WORKERS:-0} BROWSER=${BROWSER:-1}
+BLOCK=${BLOCK:-0} WORKERS=${WORKERS:-0} BROWSER=${BROWSER:-1} RECORD=${RECORD:-1}
 model=$src/models/ecg-denoiser/ecg-denoiser.safetensors
 out=$(mktemp -d /tmp/monitor_load.XXXX)
 cd "$out"
-"$M" serve --port 0 --port-file port --token load --quiet --workers "$WORKERS" --stats-file stats.json \
+"$M" serve --port 0 --port-file port --token load --quiet --workers "$WORKERS" --max-streams 1024 --stats-file stats.json \
+    $([ "$RECORD" = 1 ] && echo --record "$out/rec") \
     --chain notch:60,bandpass:0.5:40 --chain-for "ecg*=notch:60,bandpass:0.5:40,$model" 2>serve.log &
 SP=$!
 pids=()
@@ -87,4 +88,5 @@ print(f"end-to-end latency (acquisition -> processed): p50 {lat['p50']:.2f} ms, 
 print(f"frames: expected {expected}, received {recv}, lost {expected - recv} ({100*(expected-recv)/max(1,expected):.3f}%), "
       f"gaps {gaps}, throttle events {thr}; viewer drops {st['viewer_drops']}, viewers closed slow {st['viewers_closed_slow']}")
 PY
+[ "$RECORD" = 1 ] && echo "recorded: $(du -sh "$out/rec" | cut -f1) in $out/rec (delete when done)"
 echo "logs: $out"
