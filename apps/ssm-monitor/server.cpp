@@ -840,6 +840,10 @@ public:
         ws_.set_option(t);
         ws_.read_message_max(4096);
         ws_.text(true);
+        // A small kernel send buffer, so a viewer that does not read is noticed (queue full → drops) within
+        // seconds instead of after megabytes of kernel buffering.
+        beast::error_code ec;
+        beast::get_lowest_layer(ws_).socket().set_option(net::socket_base::send_buffer_size(64 * 1024), ec);
         ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
             if (ec) return;
             self->srv_.viewers.insert(self);
