@@ -6,7 +6,8 @@ PKGS=(build-essential cmake pkg-config git
       libeigen3-dev libfftw3-dev libsndfile1-dev libsamplerate0-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       libxxhash-dev lv2-dev lilv-utils jalv jackd2 sordi
-      clang-14 libclang-rt-14-dev)
+      clang-14 libclang-rt-14-dev
+      portaudio19-dev libjack-jackd2-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

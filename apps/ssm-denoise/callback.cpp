@@ -15,6 +15,7 @@ int denoise_callback(const void* input, void* output, unsigned long frames_ul, c
     auto* out = static_cast<float*>(output);
     const std::size_t block = c.in_mono.size();
     std::size_t frames = frames_ul;
+    if (frames > c.host_frames.load(std::memory_order_relaxed)) c.host_frames.store(frames, std::memory_order_relaxed);
 
     if (flags & (paInputUnderflow | paInputOverflow | paOutputUnderflow | paOutputOverflow))
         c.xruns.fetch_add(1, std::memory_order_relaxed);

@@ -33,6 +33,7 @@ struct CallbackContext {
     std::atomic<std::uint64_t> file_underruns{0};  ///< blocks the file reader did not fill in time
     std::atomic<std::uint64_t> file_frames{0};     ///< file frames played
     std::atomic<std::uint64_t> after_eof{0};       ///< frames played since the file ran out (its latency tail)
+    std::atomic<std::uint64_t> host_frames{0};     ///< the most frames the host passed in one callback
     std::atomic<double> device_latency{-1.0};      ///< output DAC time - input ADC time of the last block (s)
 };
 

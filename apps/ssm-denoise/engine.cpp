@@ -118,14 +118,16 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineConfig& config)
         {
             RateBridge probe(cfg_.device_rate, mrate, cfg_.block, cfg_.converter, 0);
             std::vector<float> in(cfg_.block, 0.0f), mid(probe.model_capacity()), out(cfg_.block);
-            long worst = 0, level_deficit = 0;
+            // the most the frames produced so far ever fall behind the frames the device asked for
+            long worst = 0, produced = 0, needed = 0;
             for (int b = 0; b < 4000; ++b) {
+                const std::size_t before = probe.fifo_level();
                 const std::size_t n = probe.to_model(in.data(), cfg_.block, mid.data());
                 probe.from_model(mid.data(), n);
-                level_deficit = static_cast<long>(cfg_.block) - static_cast<long>(probe.fifo_level());
-                worst = std::max(worst, level_deficit);
-                if (probe.fifo_level() >= cfg_.block) probe.take(out.data(), cfg_.block);
-                else probe.take(out.data(), probe.fifo_level());  // keep the deficit: do not count it twice
+                produced += static_cast<long>(probe.fifo_level() - before);
+                needed += static_cast<long>(cfg_.block);
+                worst = std::max(worst, needed - produced);
+                probe.take(out.data(), std::min(cfg_.block, probe.fifo_level()));
             }
             prime = static_cast<std::size_t>(worst) + 2;
         }

@@ -180,17 +180,26 @@ bool rate_supported(const Devices& dv, double rate) {
     return Pa_IsFormatSupported(&i, &o, rate) == paFormatIsSupported;
 }
 
-/** Opens (not starts) a stream; returns the PortAudio error, paNoError on success. */
+/** Whether the output device is a JACK one: JACK fixes the period itself. */
+bool is_jack(PaDeviceIndex d) {
+    const PaHostApiInfo* hi = Pa_GetHostApiInfo(Pa_GetDeviceInfo(d)->hostApi);
+    return hi && hi->type == paJACK;
+}
+
+/** Opens (not starts) a stream; returns the PortAudio error, paNoError on success. Under JACK the callback takes
+ * the server's period as it comes (PortAudio's buffer adapter would add one more block of latency to re-block it;
+ * the callback cuts a period into pieces of at most `block` itself). */
 PaError open_stream(const Devices& dv, double rate, std::size_t block, dn::CallbackContext& ctx, Opened& o) {
     const PaDeviceInfo* od = Pa_GetDeviceInfo(dv.out);
     o.out_channels = std::min(2, od->maxOutputChannels);
     PaStreamParameters op = params(dv.out, o.out_channels, rate, block);
+    const unsigned long fpb = is_jack(dv.out) ? paFramesPerBufferUnspecified : block;
     PaError e = paNoError;
     if (dv.in == paNoDevice) {
         o.in_channels = 0;
         ctx.in_channels = 0;
         ctx.out_channels = o.out_channels;
-        return Pa_OpenStream(&o.stream, nullptr, &op, rate, block, paClipOff, dn::denoise_callback, &ctx);
+        return Pa_OpenStream(&o.stream, nullptr, &op, rate, fpb, paClipOff, dn::denoise_callback, &ctx);
     }
     const PaDeviceInfo* id = Pa_GetDeviceInfo(dv.in);
     for (int ch : {1, std::min(2, id->maxInputChannels)}) {  // mono if the device allows, else its first channel
@@ -198,7 +207,7 @@ PaError open_stream(const Devices& dv, double rate, std::size_t block, dn::Callb
         o.in_channels = ch;
         ctx.in_channels = ch;
         ctx.out_channels = o.out_channels;
-        e = Pa_OpenStream(&o.stream, &ip, &op, rate, block, paClipOff, dn::denoise_callback, &ctx);
+        e = Pa_OpenStream(&o.stream, &ip, &op, rate, fpb, paClipOff, dn::denoise_callback, &ctx);
         if (e != paInvalidChannelCount) break;
     }
     return e;
@@ -340,6 +349,20 @@ int main(int argc, char** argv) {
 
         // --block unset: the smallest power of two from 16 up that runs 0.3 s with no xrun and no model overload.
         std::string block_note = "as asked";
+        if (block == 0 && is_jack(dv.out)) {  // JACK's period is the block: take what the server passes
+            make_engine(8192, false);
+            Opened t;
+            if (open_stream(dv, rate, 8192, *ctx, t) == paNoError) {
+                if (Pa_StartStream(t.stream) == paNoError) {
+                    for (int i = 0; i < 100 && ctx->callbacks.load() < 4; ++i)
+                        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                    Pa_StopStream(t.stream);
+                }
+                Pa_CloseStream(t.stream);
+            }
+            block = static_cast<std::size_t>(ctx->host_frames.load());
+            block_note = "the JACK server's period";
+        }
         if (block == 0) {
             if (!quiet) std::fprintf(stderr, "ssm-denoise: probing the smallest block the device sustains...\n");
             for (std::size_t cand = 16; cand <= 2048 && !g_stop; cand *= 2) {
@@ -516,6 +539,7 @@ int main(int argc, char** argv) {
                  {"frames", engine->frames()},
                  {"seconds", static_cast<double>(engine->frames()) / rate},
                  {"callbacks", ctx->callbacks.load()},
+                 {"host_period_frames", ctx->host_frames.load()},
                  {"xruns", ctx->xruns.load()},
                  {"file_underruns", ctx->file_underruns.load()},
                  {"resampler_underruns", engine->fifo_underruns()},
