@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <vector>
 
 #include "ssmstream/error.hpp"
@@ -13,7 +14,19 @@ namespace ssm::denoise {
 
 namespace {
 
-SNDFILE* open_wav(const std::string& path, double rate) {
+SNDFILE* open_wav(const std::string& path, double rate, bool append) {
+    if (append && std::filesystem::exists(path)) {
+        SF_INFO si{};
+        SNDFILE* f = sf_open(path.c_str(), SFM_RDWR, &si);
+        if (!f) throw Error(path + ": cannot reopen the recording to append: " + sf_strerror(nullptr));
+        if (si.channels != 1 || si.samplerate != static_cast<int>(std::lround(rate))) {
+            sf_close(f);
+            throw Error(path + ": the recording to append to is not mono at " + std::to_string(std::lround(rate)) + " Hz");
+        }
+        sf_seek(f, 0, SEEK_END | SFM_WRITE);
+        sf_command(f, SFC_SET_UPDATE_HEADER_AUTO, nullptr, SF_TRUE);
+        return f;
+    }
     SF_INFO si{};
     si.samplerate = static_cast<int>(std::lround(rate));
     si.channels = 1;
@@ -29,11 +42,12 @@ SNDFILE* open_wav(const std::string& path, double rate) {
 
 // ---- Recorder ---------------------------------------------------------------------------------------------------
 
-Recorder::Recorder(const std::filesystem::path& in_path, const std::filesystem::path& out_path, double rate)
+Recorder::Recorder(const std::filesystem::path& in_path, const std::filesystem::path& out_path, double rate,
+                   bool append)
     : in_path_(in_path.string()), out_path_(out_path.string()) {
-    in_file_ = open_wav(in_path_, rate);
+    in_file_ = open_wav(in_path_, rate, append);
     try {
-        out_file_ = open_wav(out_path_, rate);
+        out_file_ = open_wav(out_path_, rate, append);
     } catch (...) {
         sf_close(static_cast<SNDFILE*>(in_file_));
         throw;

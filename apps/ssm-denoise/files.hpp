@@ -15,7 +15,9 @@ namespace ssm::denoise {
  * rewritten on every write, so even a killed process leaves readable files; `stop()` drains and closes both. */
 class Recorder {
 public:
-    Recorder(const std::filesystem::path& in_path, const std::filesystem::path& out_path, double rate);
+    /** `append`: go on writing at the end of existing recordings (a run resumed after its device came back). */
+    Recorder(const std::filesystem::path& in_path, const std::filesystem::path& out_path, double rate,
+             bool append = false);
     ~Recorder();
     Recorder(const Recorder&) = delete;
     Recorder& operator=(const Recorder&) = delete;

@@ -15,9 +15,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -260,7 +262,15 @@ int main(int argc, char** argv) {
     app.add_option("--client-name", client_name, "client name under JACK");
     app.add_option("--status-interval", status_every, "seconds between status updates")->check(CLI::Range(0.05, 60.0));
     app.add_flag("-q,--quiet", quiet, "no status line");
+    // Internal: a run that re-executed itself to reopen a lost JACK server (see the watchdog below).
+    int resume_lost = 0;
+    std::uint64_t resume_frames = 0;
+    double resume_since = 0;
+    app.add_option("--resume-lost", resume_lost)->group("");
+    app.add_option("--resume-frames", resume_frames)->group("");
+    app.add_option("--resume-since", resume_since)->group("");
     CLI11_PARSE(app, argc, argv);
+    const bool resumed = resume_lost > 0;
 
     struct sigaction sa{};
     sa.sa_handler = on_signal;
@@ -311,17 +321,32 @@ int main(int argc, char** argv) {
             throw Fatal{model_path + ": the model has " + std::to_string(mi.in_channels) + " input and " +
                         std::to_string(mi.out_channels) + " output channels; ssm-denoise runs mono models"};
 
+        double file_rate = 0;
+        if (!file_path.empty()) {
+            dn::FileSource probe(file_path, 48000, 16);  // checks the file before the devices, with a clear message
+            file_rate = probe.file_rate();
+        }
+        if (resumed) {  // the device was lost: wait for it to come back, trying every second
+            for (;;) {
+                try {
+                    const PaHostApiIndex h = find_host_api(host_spec);
+                    find_device(out_spec, false, h);
+                    if (file_path.empty()) find_device(in_spec, true, h);
+                    break;
+                } catch (const Fatal&) {
+                }
+                pa_down();
+                if (g_stop) throw Fatal{"interrupted while waiting for the audio device to come back"};
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+                if (PaError e = pa_init(); e != paNoError) throw Fatal{"PortAudio cannot start: " + pa_err(e)};
+            }
+        }
         const PaHostApiIndex host = find_host_api(host_spec);
         Devices dv;
         dv.out = find_device(out_spec, false, host);
         if (file_path.empty()) dv.in = find_device(in_spec, true, host);
 
         // The rate: the model's when the device has it (no resampling, least latency), else the device's own.
-        double file_rate = 0;
-        if (!file_path.empty()) {
-            dn::FileSource probe(file_path, 48000, 16);  // checks the file early, with a clear message
-            file_rate = probe.file_rate();
-        }
         if (rate > 0) {
             if (!rate_supported(dv, rate))
                 throw Fatal{"the device does not support " + std::to_string(static_cast<long>(rate)) +
@@ -397,7 +422,7 @@ int main(int argc, char** argv) {
             ctx->file_eof = &source->eof();
         }
         if (record.size() == 2) {
-            recorder = std::make_unique<dn::Recorder>(record[0], record[1], rate);
+            recorder = std::make_unique<dn::Recorder>(record[0], record[1], rate, resumed);
             recorder->start(engine->record_in(), engine->record_out());
         }
 
@@ -405,6 +430,10 @@ int main(int argc, char** argv) {
             throw Fatal{"cannot open the audio stream at " + std::to_string(static_cast<long>(rate)) + " Hz, block " +
                         std::to_string(block) + ": " + pa_err(e)};
         if (PaError e = Pa_StartStream(op.stream); e != paNoError) throw Fatal{"cannot start the audio stream: " + pa_err(e)};
+        if (resumed)
+            std::fprintf(stderr, "ssm-denoise: reopened %s after %.1f s\n", Pa_GetDeviceInfo(dv.out)->name,
+                         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() -
+                             resume_since);
 
         const double mrate = mi.sample_rate > 0 ? mi.sample_rate : rate;
         const std::string in_name = dv.in == paNoDevice ? "file " + file_path : Pa_GetDeviceInfo(dv.in)->name;
@@ -456,6 +485,38 @@ int main(int argc, char** argv) {
                                                  : "no callback for " + std::to_string(static_cast<int>(stall_s * 1000)) + " ms";
                 std::fprintf(stderr, "%sssm-denoise: audio device lost (%s); reopening every 1 s, Ctrl-C to quit\n",
                              tty ? "\r\x1b[K" : "", why.c_str());
+                if (is_jack(dv.out) && file_path.empty()) {
+                    // PortAudio's JACK host API (19.6) cannot stop a stream whose server is gone (it waits 10
+                    // minutes for a process cycle that never comes), so it cannot be torn down and reopened in this
+                    // process. Close the recordings cleanly and start afresh as a new process that waits for the
+                    // server and appends to them; the PortAudio state that cannot be stopped goes with this one.
+                    term.leave();
+                    if (recorder) recorder->stop();
+                    std::vector<std::string> args;
+                    for (int a = 0; a < argc; ++a) {
+                        const std::string s = argv[a];
+                        if (s == "--resume-lost" || s == "--resume-frames" || s == "--resume-since" || s == "--block" ||
+                            s == "-b" || s == "--rate" || s == "-r") {
+                            ++a;  // each takes one value
+                            continue;
+                        }
+                        args.push_back(s);
+                    }
+                    const double now_s =
+                        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+                    for (const std::string& s :
+                         {std::string("--block"), std::to_string(block), std::string("--rate"), std::to_string(rate),
+                          std::string("--resume-lost"), std::to_string(resume_lost + 1), std::string("--resume-frames"),
+                          std::to_string(resume_frames + engine->frames()), std::string("--resume-since"),
+                          std::to_string(now_s)})
+                        args.push_back(s);
+                    std::vector<char*> av;
+                    for (auto& s : args) av.push_back(s.data());
+                    av.push_back(nullptr);
+                    std::fflush(nullptr);
+                    ::execv("/proc/self/exe", av.data());
+                    throw Fatal{std::string("cannot restart to reopen the device: ") + std::strerror(errno)};
+                }
                 pa_down();
                 const auto t_lost = Clock::now();
                 while (!g_stop) {
@@ -536,8 +597,8 @@ int main(int argc, char** argv) {
                  {"device_rate", rate},
                  {"model_rate", mrate},
                  {"block", block},
-                 {"frames", engine->frames()},
-                 {"seconds", static_cast<double>(engine->frames()) / rate},
+                 {"frames", resume_frames + engine->frames()},  // over every run of a resumed session
+                 {"seconds", static_cast<double>(resume_frames + engine->frames()) / rate},
                  {"callbacks", ctx->callbacks.load()},
                  {"host_period_frames", ctx->host_frames.load()},
                  {"xruns", ctx->xruns.load()},
@@ -546,12 +607,12 @@ int main(int argc, char** argv) {
                  {"overloaded_blocks", engine->overloaded_blocks()},
                  {"model_suspensions", engine->suspensions()},
                  {"record_dropped_frames", engine->record_dropped()},
-                 {"recorded_in_frames", recorder ? recorder->frames_in() : 0},
-                 {"recorded_out_frames", recorder ? recorder->frames_out() : 0},
+                 {"recorded_in_frames", recorder ? resume_frames + recorder->frames_in() : 0},
+                 {"recorded_out_frames", recorder ? resume_frames + recorder->frames_out() : 0},
                  {"file_frames_played", ctx->file_frames.load()},
                  {"file_finished", done_file},
-                 {"device_lost", lost_events},
-                 {"reopened", reopens},
+                 {"device_lost", lost_events + static_cast<std::uint64_t>(resume_lost)},
+                 {"reopened", reopens + static_cast<std::uint64_t>(resume_lost)},
                  {"latency_frames", {{"resampler", engine->resampler_latency()},
                                      {"model", engine->model_latency()},
                                      {"internal", engine->latency()}}},
@@ -565,8 +626,9 @@ int main(int argc, char** argv) {
                          100 * stats["model_load_mean"].get<double>(), 100 * tot.load_max);
             if (recorder)
                 std::fprintf(stderr, ", recorded %llu + %llu frames to %s, %s",
-                             static_cast<unsigned long long>(recorder->frames_in()),
-                             static_cast<unsigned long long>(recorder->frames_out()), record[0].c_str(), record[1].c_str());
+                             static_cast<unsigned long long>(resume_frames + recorder->frames_in()),
+                             static_cast<unsigned long long>(resume_frames + recorder->frames_out()), record[0].c_str(),
+                             record[1].c_str());
             std::fprintf(stderr, "\n");
         }
         if (engine->record_dropped())
