@@ -532,3 +532,39 @@ TEST(DenoiseE2E, ReopensTheDeviceWhenTheServerComesBack) {
     EXPECT_EQ(read_wav(dir / "in.wav").size(), st["frames"].get<std::size_t>()) << "the recording lost frames";
     EXPECT_EQ(read_wav(dir / "out.wav").size(), st["frames"].get<std::size_t>()) << "the recording lost frames";
 }
+
+TEST(DenoiseE2E, PlaysAFileThroughTheModelAndStopsAtItsEnd) {
+    REQUIRE_TOOLS();
+    const std::string server = unique("file");
+    ::setenv("JACK_DEFAULT_SERVER", server.c_str(), 1);
+    JackServer jack(server, 16000, 64);
+    ASSERT_TRUE(jack.ready()) << jack.log();
+    const fs::path dir = ssm::test::temp_dir() / server;
+    fs::create_directories(dir);
+    const pid_t app = spawn({denoise_bin, "--host-api", "jack", "--client-name", "dn_file", "--model", hum_model,
+                             "--file", hum_example, "--record", (dir / "in.wav").string(), (dir / "out.wav").string(),
+                             "--stats-json", (dir / "stats.json").string(), "--status-interval", "1"},
+                            dir / "app.log");
+    ChildGuard guard{app};
+    const int rc = wait_for(app, 60000ms);  // 3 s of audio: it must end by itself
+    guard.pid = -1;
+    const std::string log = slurp(dir / "app.log");
+    ASSERT_EQ(rc, 0) << log;
+    const auto st = nlohmann::json::parse(slurp(dir / "stats.json"));
+    EXPECT_TRUE(st["file_finished"].get<bool>()) << log;
+    EXPECT_FALSE(st["interrupted"].get<bool>());
+    EXPECT_EQ(st["file_underruns"].get<long>(), 0);
+    const auto file = read_wav(hum_example);
+    EXPECT_EQ(st["file_frames_played"].get<std::size_t>(), file.size());
+    const auto in = read_wav(dir / "in.wav"), out = read_wav(dir / "out.wav");
+    ASSERT_GE(in.size(), file.size());
+    EXPECT_TRUE(std::equal(file.begin(), file.end(), in.begin())) << "the model did not get the file as it is";
+    ASSERT_EQ(sh("'" + ssm_cli + "' run '" + hum_model + "' '" + (dir / "in.wav").string() + "' '" +
+                 (dir / "ref.wav").string() + "' > /dev/null 2>&1"),
+              0);
+    const auto ref = read_wav(dir / "ref.wav");
+    ASSERT_EQ(ref.size(), out.size());
+    EXPECT_LE(max_diff(out, 0, ref, 0, ref.size()), 1e-4 * rms_of(ref, 0, ref.size()) + 1e-7);
+    std::printf("--file: %zu frames played, %ld xruns, the app stopped %zu frames after the file's end\n", file.size(),
+                st["xruns"].get<long>(), in.size() - file.size());
+}
