@@ -120,7 +120,9 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineConfig& config)
             std::vector<float> in(cfg_.block, 0.0f), mid(probe.model_capacity()), out(cfg_.block);
             // the most the frames produced so far ever fall behind the frames the device asked for
             long worst = 0, produced = 0, needed = 0;
-            for (int b = 0; b < 4000; ++b) {
+            // ~2^18 frames (4000 blocks of 64), at least 64 blocks: the pattern of counts repeats far sooner
+            const std::size_t blocks = std::clamp<std::size_t>((std::size_t{1} << 18) / cfg_.block, 64, 4000);
+            for (std::size_t b = 0; b < blocks; ++b) {
                 const std::size_t before = probe.fifo_level();
                 const std::size_t n = probe.to_model(in.data(), cfg_.block, mid.data());
                 probe.from_model(mid.data(), n);
