@@ -94,8 +94,9 @@ void Recorder::stop() {
         stop_.store(true);
         thread_.join();
     }
-    if (in_) drain(in_, in_file_, frames_in_);  // the callback has stopped: what is left is the last of it
-    if (out_) drain(out_, out_file_, frames_out_);
+    if (in_ && in_file_) drain(in_, in_file_, frames_in_);  // the callback has stopped: what is left is the last of it
+    if (out_ && out_file_) drain(out_, out_file_, frames_out_);
+    in_ = out_ = nullptr;  // the rings are the engine's: a second stop() (the destructor) must not touch them
     if (in_file_) sf_close(static_cast<SNDFILE*>(in_file_));
     if (out_file_) sf_close(static_cast<SNDFILE*>(out_file_));
     in_file_ = out_file_ = nullptr;
