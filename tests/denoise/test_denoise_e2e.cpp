@@ -463,7 +463,10 @@ TEST(DenoiseE2E, JackDummyOutputEqualsOfflineSsmRunWithZeroXruns) {
                     attempts, r.server_timer_overruns, 100 * st["model_load_max"].get<double>());
     }
     EXPECT_EQ(st["record_dropped_frames"].get<long>(), 0);
-    EXPECT_EQ(st["overloaded_blocks"].get<long>(), 0);
+    if (!kSanitized) {  // under ASan a block may run long
+        EXPECT_EQ(st["overloaded_blocks"].get<long>(), 0);
+    }
+    EXPECT_EQ(st["model_suspensions"].get<long>(), 0);                    // but the model is never suspended
     EXPECT_TRUE(st["interrupted"].get<bool>());
     // Ctrl-C lost nothing: every frame the callback saw is in both files.
     EXPECT_EQ(st["recorded_in_frames"].get<std::size_t>(), st["frames"].get<std::size_t>());
