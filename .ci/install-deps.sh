@@ -7,7 +7,8 @@ PKGS=(build-essential cmake pkg-config git
       libgtest-dev libgmock-dev libbenchmark-dev
       libxxhash-dev lv2-dev lilv-utils jalv jackd2 sordi
       clang-14 libclang-rt-14-dev
-      libboost-dev chromium python3)  # ssm-monitor: Boost.Asio/Beast; its web-view test (headless) and test scripts
+      libboost-dev chromium python3  # ssm-monitor: Boost.Asio/Beast; its web-view test (headless) and test scripts
+      portaudio19-dev libjack-jackd2-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
