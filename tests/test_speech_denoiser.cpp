@@ -83,7 +83,7 @@ TEST(SpeechDenoiser, MatchesPyTorchOnTheExample) {
     ASSERT_EQ(gold.size(), in.size());
     const auto out = run_stream(m, in, 256);
     // PyTorch runs the S4D layers as float32 FFT convolutions, the engine as float32 recurrences:
-    // measured 4.3e-4 x RMS when the golden file was made; the tolerance is 2e-3 x RMS.
+    // measured 7.0e-4 x RMS when the golden file was made; the tolerance is 2e-3 x RMS.
     EXPECT_LE(max_abs_diff(out, gold), 2e-3 * rms(gold));
     // and the model does change its input (it is not the identity)
     EXPECT_GT(max_abs_diff(out, in), 1e-3);

@@ -21,10 +21,12 @@ from ssmtrain.export import s4d_config, write_native, load_native  # noqa: E402
 
 
 class SpeechDenoiser(nn.Module):
-    def __init__(self, d_model=64, n_layers=4, d_state=64, dt_min=0.001, dt_max=0.1):
+    def __init__(self, d_model=64, n_layers=4, d_state=64, dt_min=0.001, dt_max=0.1, in_gain=1.0):
         super().__init__()
         self.cfg = dict(d_model=d_model, n_layers=n_layers, d_state=d_state, dt_min=dt_min, dt_max=dt_max)
         self.encoder = nn.Linear(1, d_model)
+        with torch.no_grad():  # speech at -30..-6 dBFS: scale the encoder so the GELUs see O(1) values
+            self.encoder.weight.mul_(in_gain)
         self.s4_layers = nn.ModuleList([S4D(d_model, d_state=d_state, disc="zoh", activation="gelu", output="glu",
                                             dt_min=dt_min, dt_max=dt_max) for _ in range(n_layers)])
         self.decoder = nn.Linear(d_model, 1)

@@ -136,6 +136,7 @@ def main():
     ap.add_argument("--d_state", type=int, default=64)
     ap.add_argument("--dt_min", type=float, default=0.001)
     ap.add_argument("--dt_max", type=float, default=0.1)
+    ap.add_argument("--in_gain", type=float, default=1.0, help="encoder weight scale at initialisation")
     ap.add_argument("--level_db", type=float, nargs=2, default=[-30.0, -6.0], help="mixture peak level range, dBFS")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--max_minutes", type=float, default=1e9)
@@ -152,7 +153,7 @@ def main():
     work = Path(a.work) if a.work else out
     work.mkdir(parents=True, exist_ok=True)
     dev = torch.device(a.device)
-    cfg = dict(d_model=a.d_model, n_layers=a.n_layers, d_state=a.d_state, dt_min=a.dt_min, dt_max=a.dt_max)
+    cfg = dict(d_model=a.d_model, n_layers=a.n_layers, d_state=a.d_state, dt_min=a.dt_min, dt_max=a.dt_max, in_gain=a.in_gain)
     model = build(cfg).to(dev)
     nparam = sum(p.numel() for p in model.parameters())
     ssm = [p for n, p in model.named_parameters() if ".kernel." in n]
