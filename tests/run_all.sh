@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): release build + all tests, then an ASan+UBSan build + all tests,
-# then a short libFuzzer run on the model-file reader. Exits non-zero on any failure.
+# then short libFuzzer runs on the model-file reader and ssm-monitor's frame parser. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
@@ -29,5 +29,7 @@ fi
 if [ -x tests/fuzz/run_fuzz.sh ] && [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "== libFuzzer: model-file reader for ${FUZZ_SECONDS}s"
   tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"
+  echo "== libFuzzer: ssm-monitor's frame parser for $((FUZZ_SECONDS / 3))s"
+  SSM_FUZZ_TARGET=fuzz_monitor_frame tests/fuzz/run_fuzz.sh "$((FUZZ_SECONDS / 3))"
 fi
 echo "== all tests passed"
