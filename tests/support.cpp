@@ -105,6 +105,19 @@ std::vector<float> run_stream(const std::shared_ptr<const Model>& m, const std::
     return out;
 }
 
+std::vector<float> run_batch_with(const std::shared_ptr<const Model>& m, const std::vector<float>& in,
+                                  const BatchOptions& options, std::size_t piece) {
+    Batch b(m, options);
+    if (piece == 0) return b.run(in);
+    const std::size_t cin = m->info().in_channels, cout = m->info().out_channels, frames = in.size() / cin;
+    std::vector<float> out(frames * cout);
+    for (std::size_t t = 0; t < frames; t += piece) {
+        const std::size_t n = std::min(piece, frames - t);
+        b.process(in.data() + t * cin, out.data() + t * cout, n);
+    }
+    return out;
+}
+
 std::filesystem::path shared_data() {
     std::filesystem::path p = SSM_SHARED_DATA;
     return std::filesystem::exists(p) ? p : std::filesystem::path{};

@@ -35,6 +35,10 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 /** Streams `in` through a fresh Stream in blocks of `block` frames. */
 std::vector<float> run_stream(const std::shared_ptr<const Model>& m, const std::vector<float>& in, std::size_t block);
 
+/** Runs `in` through a fresh Batch with `options`: in one `run` call (piece 0) or in `process` calls of `piece` frames. */
+std::vector<float> run_batch_with(const std::shared_ptr<const Model>& m, const std::vector<float>& in,
+                                  const BatchOptions& options, std::size_t piece = 0);
+
 std::filesystem::path temp_dir();
 /** ../shared/data, or empty if absent. */
 std::filesystem::path shared_data();

@@ -18,14 +18,7 @@ std::vector<float> run_batch(const std::shared_ptr<const Model>& m, const std::v
                              std::size_t piece) {
     BatchOptions o;
     o.chunk_frames = chunk;
-    Batch b(m, o);
-    const std::size_t cin = m->info().in_channels, cout = m->info().out_channels, frames = in.size() / cin;
-    std::vector<float> out(frames * cout);
-    for (std::size_t t = 0; t < frames; t += piece) {
-        const std::size_t n = std::min(piece, frames - t);
-        b.process(in.data() + t * cin, out.data() + t * cout, n);
-    }
-    return out;
+    return run_batch_with(m, in, o, piece);
 }
 
 /** A model file with one sos layer holding `values` ([rows, cols] as given), for the malformed cases. */

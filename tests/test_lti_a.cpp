@@ -53,15 +53,7 @@ std::vector<float> run_batch(const std::shared_ptr<const Model>& m, const std::v
     BatchOptions o;
     o.threads = threads;
     o.chunk_frames = chunk;
-    Batch b(m, o);
-    if (piece == 0) return b.run(in);
-    const std::size_t cin = m->info().in_channels, cout = m->info().out_channels, frames = in.size() / cin;
-    std::vector<float> out(frames * cout);
-    for (std::size_t t = 0; t < frames; t += piece) {
-        const std::size_t n = std::min(piece, frames - t);
-        b.process(in.data() + t * cin, out.data() + t * cout, n);
-    }
-    return out;
+    return run_batch_with(m, in, o, piece);
 }
 
 /** The model file's metadata and tensors, to be altered and re-encoded. */

@@ -155,14 +155,7 @@ public:
             dense_forward(yy, oo, f1 - f0, H, H, wt.data(), bias.data());
             return;
         }
-        float* zz = z + f0 * 2 * H;
-        dense_forward(yy, zz, f1 - f0, H, 2 * H, wt.data(), bias.data());
-        for (std::size_t t = 0; t < f1 - f0; ++t) {
-            const float* zr = zz + t * 2 * H;
-            float* o = oo + t * H;
-#pragma omp simd
-            for (std::size_t i = 0; i < H; ++i) o[i] = zr[i] * fast_sigmoid(zr[H + i]);
-        }
+        dense_glu(yy, oo, f1 - f0, H, wt.data(), bias.data(), z + f0 * 2 * H);
     }
 
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {

@@ -173,13 +173,7 @@ public:
             dense_forward(y, out, frames, H, H, wt.data(), bias.data());
             return;
         }
-        dense_forward(y, z, frames, H, 2 * H, wt.data(), bias.data());
-        for (std::size_t t = 0; t < frames; ++t) {
-            const float* zr = z + t * 2 * H;
-            float* o = out + t * H;
-#pragma omp simd
-            for (std::size_t i = 0; i < H; ++i) o[i] = zr[i] * fast_sigmoid(zr[H + i]);
-        }
+        dense_glu(y, out, frames, H, wt.data(), bias.data(), z);
     }
 
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {

@@ -1,4 +1,5 @@
 #include "ops/dense.hpp"
+#include "ops/math.hpp"
 
 #include <cmath>
 
@@ -52,6 +53,17 @@ void layernorm_forward(const float* in, float* out, std::size_t frames, std::siz
         const float inv = 1.0f / std::sqrt(var / static_cast<float>(w) + eps);
 #pragma omp simd
         for (std::size_t i = 0; i < w; ++i) y[i] = (x[i] - mean) * inv * gamma[i] + beta[i];
+    }
+}
+
+void dense_glu(const float* in, float* out, std::size_t frames, std::size_t H, const float* wt, const float* bias,
+               float* z) noexcept {
+    dense_forward(in, z, frames, H, 2 * H, wt, bias);
+    for (std::size_t t = 0; t < frames; ++t) {
+        const float* zr = z + t * 2 * H;
+        float* o = out + t * H;
+#pragma omp simd
+        for (std::size_t i = 0; i < H; ++i) o[i] = zr[i] * fast_sigmoid(zr[H + i]);
     }
 }
 
