@@ -13,14 +13,15 @@
 // L-tap exponential kernel is x_t = λ̄ x_{t−1} + u_t − λ̄^L u_{t−L}, so the state holds the last L inputs per
 // channel (a ring) besides x. The exp/clip versions need no L (absent: the untruncated kernel, as the reference
 // for any input length). States with Re(dtΛ) > 0 grow without bound in a recurrence and are refused.
-// Batch: channels are independent, so the recurrence runs split over channel groups across threads (the same
-// arithmetic as streaming: bit-identical), then the output projection over pieces of frames.
+// Batch: the kernel part as FFT convolution or as the recurrence over channel groups across threads (LtiConv),
+// then the output projection over pieces of frames.
 #include <algorithm>
 #include <cmath>
 #include <complex>
 #include <map>
 
 #include "layers/layer.hpp"
+#include "layers/lti_conv.hpp"
 #include "ops/dense.hpp"
 #include "ops/math.hpp"
 #include "ops/thread_pool.hpp"
@@ -140,24 +141,30 @@ public:
     std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
 };
 
+// Batch view: the kernel part through LtiConv (FFT convolution of the recurrence's impulse response, or the
+// recurrence itself, by the cost model), then the activation and output projection over pieces of frames.
 class DssRunner final : public LayerRunner {
 public:
-    DssRunner(const Dss& l, BatchContext& ctx) : L_(l), pool_(ctx.pool) {
+    DssRunner(const Dss& l, BatchContext& ctx) : L_(l), pool_(ctx.pool), conv_(ctx, core(l), l.describe()) {
         const std::size_t chunk = ctx.options.chunk_frames;
         y_ = ctx.reserve(chunk * l.H);
         z_ = ctx.reserve(chunk * l.out_w);
-        state_.assign(l.state_size(), 0.0f);
-        plan_ = {l.describe(), "scan",
-                 "channels are independent: the recurrence split over channel groups across threads (bit-identical to "
-                 "streaming), state carried across chunks",
-                 l.L, 0, 0};
+    }
+    static LtiCore core(const Dss& l) {
+        LtiCore c;
+        c.channels = l.H;
+        c.state_size = l.state_size();
+        c.fir_length = l.L;
+        c.recurrence_ns = 0.45 * static_cast<double>(l.N) + 2.0;  // bench/run_lti_a.sh: 31 ns at N = 64
+        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t frames, float* st) {
+            l.scan(h0, h1, in, y, frames, st);
+        };
+        c.advance = [&l](float* st, std::size_t frames) { l.advance_pos(st, frames); };
+        return c;
     }
     void run(const float* in, float* out, std::size_t frames) override {
         float* y = y_.get();
-        pool_.parallel_for(L_.H, [&](std::size_t h0, std::size_t h1, std::size_t) {
-            L_.scan(h0, h1, in, y, frames, state_.data());
-        }, std::max<std::size_t>(1, L_.H / (2 * pool_.size())));
-        L_.advance_pos(state_.data(), frames);
+        conv_.run(in, y, frames);
         const std::size_t piece = 256, pieces = (frames + piece - 1) / piece;
         pool_.parallel_for(pieces, [&](std::size_t b, std::size_t e, std::size_t) {
             for (std::size_t p = b; p < e; ++p) {
@@ -166,17 +173,16 @@ public:
             }
         }, 1);
     }
-    void reset() override { std::fill(state_.begin(), state_.end(), 0.0f); }
-    void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
-    void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
-    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(plan_); }
+    void reset() override { conv_.reset(); }
+    void save(float* dst) const override { conv_.save(dst); }
+    void load(const float* src) override { conv_.load(src); }
+    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(conv_.plan()); }
 
 private:
     const Dss& L_;
     ThreadPool& pool_;
+    LtiConv conv_;
     Workspace::Slice y_, z_;
-    std::vector<float> state_;
-    LayerPlan plan_;
 };
 
 std::unique_ptr<LayerRunner> Dss::make_runner(BatchContext& ctx) const { return std::make_unique<DssRunner>(*this, ctx); }

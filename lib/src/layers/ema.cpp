@@ -6,12 +6,12 @@
 // With `truncation` T the reference keeps only T kernel taps; the recurrence of that FIR subtracts b·q^T·x_{t−T},
 // so the state holds the last T inputs per channel (a ring) besides h. `bidirectional` convolves with future inputs:
 // refused (not causal). Parameters as saved: delta, alpha, beta [D, ndim, 1], gamma [D, ndim], omega [D].
-// Batch: channels are independent, so the recurrence runs split over channel groups across threads (bit-identical
-// to streaming).
+// Batch: the EMA as FFT convolution or as the recurrence over channel groups across threads (LtiConv), then silu.
 #include <algorithm>
 #include <cmath>
 
 #include "layers/layer.hpp"
+#include "layers/lti_conv.hpp"
 #include "ops/math.hpp"
 #include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
@@ -41,7 +41,7 @@ public:
         if (T) state[pos_index()] = static_cast<float>((ring_pos(state) + frames) % T);
     }
 
-    // Channels [d0, d1): rows of `in` → out (silu included). The ring position is read, not advanced.
+    // Channels [d0, d1): rows of `in` → out, before the silu. The ring position is read, not advanced.
     void scan(std::size_t d0, std::size_t d1, const float* in, float* out, std::size_t frames, float* state) const noexcept {
         const std::size_t pos0 = ring_pos(state);
         for (std::size_t d = d0; d < d1; ++d) {
@@ -67,43 +67,59 @@ public:
                     h[n] = v;
                     acc += gd[n] * v;
                 }
-                out[t * D + d] = silu(acc + omega[d] * u);
+                out[t * D + d] = acc + omega[d] * u;
             }
         }
+    }
+
+    static void activate(float* y, std::size_t n) noexcept {
+#pragma omp simd
+        for (std::size_t i = 0; i < n; ++i) y[i] = silu(y[i]);
     }
 
     void step(const float* in, float* out, std::size_t frames, float* state, float*) const noexcept override {
         scan(0, D, in, out, frames, state);
         advance_pos(state, frames);
+        activate(out, frames * D);
     }
     std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
 };
 
+// Batch view: the EMA through LtiConv (FFT convolution with K + omega·δ, or the recurrence), then the silu.
 class EmaRunner final : public LayerRunner {
 public:
-    EmaRunner(const Ema& l, BatchContext& ctx) : L_(l), pool_(ctx.pool) {
-        state_.assign(l.state_size(), 0.0f);
-        plan_ = {l.describe(), "scan",
-                 "channels are independent: the recurrence split over channel groups across threads (bit-identical to "
-                 "streaming), state carried across chunks",
-                 l.T, 0, 0};
+    EmaRunner(const Ema& l, BatchContext& ctx) : L_(l), pool_(ctx.pool), conv_(ctx, core(l), l.describe()) {}
+    static LtiCore core(const Ema& l) {
+        LtiCore c;
+        c.channels = l.D;
+        c.state_size = l.state_size();
+        c.fir_length = l.T;
+        c.recurrence_ns = 0.3 * static_cast<double>(l.N) + 2.0;
+        c.scan = [&l](std::size_t d0, std::size_t d1, const float* in, float* y, std::size_t frames, float* st) {
+            l.scan(d0, d1, in, y, frames, st);
+        };
+        c.advance = [&l](float* st, std::size_t frames) { l.advance_pos(st, frames); };
+        return c;
     }
     void run(const float* in, float* out, std::size_t frames) override {
-        pool_.parallel_for(L_.D, [&](std::size_t d0, std::size_t d1, std::size_t) {
-            L_.scan(d0, d1, in, out, frames, state_.data());
-        }, std::max<std::size_t>(1, L_.D / (2 * pool_.size())));
-        L_.advance_pos(state_.data(), frames);
+        conv_.run(in, out, frames);
+        const std::size_t piece = 1024, pieces = (frames + piece - 1) / piece;
+        pool_.parallel_for(pieces, [&](std::size_t b, std::size_t e, std::size_t) {
+            for (std::size_t p = b; p < e; ++p) {
+                const std::size_t f0 = p * piece, f1 = std::min(frames, f0 + piece);
+                Ema::activate(out + f0 * L_.D, (f1 - f0) * L_.D);
+            }
+        }, 1);
     }
-    void reset() override { std::fill(state_.begin(), state_.end(), 0.0f); }
-    void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
-    void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
-    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(plan_); }
+    void reset() override { conv_.reset(); }
+    void save(float* dst) const override { conv_.save(dst); }
+    void load(const float* src) override { conv_.load(src); }
+    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(conv_.plan()); }
 
 private:
     const Ema& L_;
     ThreadPool& pool_;
-    std::vector<float> state_;
-    LayerPlan plan_;
+    LtiConv conv_;
 };
 
 std::unique_ptr<LayerRunner> Ema::make_runner(BatchContext& ctx) const { return std::make_unique<EmaRunner>(*this, ctx); }

@@ -13,8 +13,10 @@
 #include <complex>
 
 #include "layers/layer.hpp"
+#include "layers/lti_conv.hpp"
 #include "ops/dense.hpp"
 #include "ops/math.hpp"
+#include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
 
 namespace ssm::detail {
@@ -47,12 +49,8 @@ public:
                " dss_N=" + std::to_string(N);
     }
 
-    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
-        float* xn = scratch;
-        float* uv = xn + frames * D;
-        float* vn = uv + frames * (E + H);
-        float* y = vn + frames * H;
-        float* g = y + frames * H;
+    // Rows [0, frames): x̂ = LN(x), u|v = GELU(W x̂), v̂ = LN_dss(v).
+    void pre(const float* in, float* xn, float* uv, float* vn, std::size_t frames) const noexcept {
         layernorm_forward(in, xn, frames, D, ln_w.data(), ln_b.data(), eps);
         dense_forward(xn, uv, frames, D, E + H, wuv.data(), zeros_uv.data());
         const std::size_t nuv = frames * (E + H);
@@ -60,9 +58,13 @@ public:
         for (std::size_t i = 0; i < nuv; ++i) uv[i] = gelu_erf(uv[i]);
         for (std::size_t t = 0; t < frames; ++t)
             layernorm_forward(uv + t * (E + H) + E, vn + t * H, 1, H, dss_ln_w.data(), dss_ln_b.data(), eps);
+    }
+
+    // The DSS for channels [h0, h1): rows of v̂ → rows of y (state: real [H][N], imaginary [H][N]).
+    void scan(std::size_t h0, std::size_t h1, const float* vn, float* y, std::size_t frames, float* state) const noexcept {
         float* sr = state;
         float* si = state + H * N;
-        for (std::size_t h = 0; h < H; ++h) {
+        for (std::size_t h = h0; h < h1; ++h) {
             float* xr = sr + h * N;
             float* xi = si + h * N;
             const float* c_r = cr.data() + h * N;
@@ -81,6 +83,10 @@ public:
                 y[t * H + h] = acc + pD[h] * u;
             }
         }
+    }
+
+    // Rows [0, frames): out = W_out((W_gate y) ⊙ u) + b_out + x; g: frames × E scratch.
+    void post(const float* in, const float* uv, const float* y, float* g, float* out, std::size_t frames) const noexcept {
         dense_forward(y, g, frames, H, E, wg.data(), zeros_e.data());
         for (std::size_t t = 0; t < frames; ++t) {
             float* gt = g + t * E;
@@ -93,7 +99,64 @@ public:
 #pragma omp simd
         for (std::size_t i = 0; i < n; ++i) out[i] += in[i];
     }
+
+    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
+        float* xn = scratch;
+        float* uv = xn + frames * D;
+        float* vn = uv + frames * (E + H);
+        float* y = vn + frames * H;
+        float* g = y + frames * H;
+        pre(in, xn, uv, vn, frames);
+        scan(0, H, vn, y, frames, state);
+        post(in, uv, y, g, out, frames);
+    }
+
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
 };
+
+// Batch view: the DSS through LtiConv (FFT convolution or its recurrence, by the cost model), the norms,
+// projections and gate split over pieces of frames.
+class GssRunner final : public LayerRunner {
+public:
+    GssRunner(const Gss& l, BatchContext& ctx) : L_(l), pool_(ctx.pool), conv_(ctx, core(l), l.describe()) {
+        const std::size_t chunk = ctx.options.chunk_frames;
+        xn_ = ctx.reserve(chunk * l.D);
+        uv_ = ctx.reserve(chunk * (l.E + l.H));
+        vn_ = ctx.reserve(chunk * l.H);
+        y_ = ctx.reserve(chunk * l.H);
+        g_ = ctx.reserve(chunk * l.E);
+    }
+    static LtiCore core(const Gss& l) {
+        LtiCore c;
+        c.channels = l.H;
+        c.state_size = l.state_size();
+        c.recurrence_ns = 0.45 * static_cast<double>(l.N) + 2.0;
+        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t f, float* st) { l.scan(h0, h1, in, y, f, st); };
+        return c;
+    }
+    void run(const float* in, float* out, std::size_t frames) override {
+        const std::size_t D = L_.D, E = L_.E, H = L_.H;
+        for_pieces(pool_, frames, 256, [&](std::size_t f0, std::size_t n) {
+            L_.pre(in + f0 * D, xn_.get() + f0 * D, uv_.get() + f0 * (E + H), vn_.get() + f0 * H, n);
+        });
+        conv_.run(vn_.get(), y_.get(), frames);
+        for_pieces(pool_, frames, 256, [&](std::size_t f0, std::size_t n) {
+            L_.post(in + f0 * D, uv_.get() + f0 * (E + H), y_.get() + f0 * H, g_.get() + f0 * E, out + f0 * D, n);
+        });
+    }
+    void reset() override { conv_.reset(); }
+    void save(float* dst) const override { conv_.save(dst); }
+    void load(const float* src) override { conv_.load(src); }
+    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(conv_.plan()); }
+
+private:
+    const Gss& L_;
+    ThreadPool& pool_;
+    LtiConv conv_;
+    Workspace::Slice xn_, uv_, vn_, y_, g_;
+};
+
+std::unique_ptr<LayerRunner> Gss::make_runner(BatchContext& ctx) const { return std::make_unique<GssRunner>(*this, ctx); }
 
 std::vector<float> transposed(const std::vector<double>& w, std::size_t rows, std::size_t cols) {
     std::vector<float> t(rows * cols);

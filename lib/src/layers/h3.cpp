@@ -13,7 +13,9 @@
 #include <cstring>
 
 #include "layers/layer.hpp"
+#include "layers/lti_conv.hpp"
 #include "ops/dense.hpp"
+#include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
 
 namespace ssm::detail {
@@ -35,49 +37,160 @@ public:
     std::size_t in_width() const noexcept override { return H; }
     std::size_t out_width() const noexcept override { return H; }
     std::size_t max_width() const noexcept override { return 3 * H; }
-    // per channel: the last N values of k (newest first), then the diagonal state (N2 real, N2 imaginary)
-    std::size_t state_size() const noexcept override { return H * (N + 2 * N2); }
-    std::size_t scratch_size(std::size_t max_block) const noexcept override { return max_block * 4 * H; }
+    // the last N values of k per channel (newest first) [H][N], then the diagonal state: real [H][N2], imaginary [H][N2]
+    std::size_t shift_size() const noexcept { return H * N; }
+    std::size_t diag_size() const noexcept { return 2 * H * N2; }
+    std::size_t state_size() const noexcept override { return shift_size() + diag_size(); }
+    // qkv (3H) | k, then the diagonal SSM's output (H) | the shift SSM's output, then k'·v (H)
+    std::size_t scratch_size(std::size_t max_block) const noexcept override { return max_block * 5 * H; }
     std::size_t param_count() const noexcept override { return params; }
     std::string describe() const override {
         return "h3 '" + name + "' d_model=" + std::to_string(H) + " d_state=" + std::to_string(N) + " disc=" + disc;
     }
 
-    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
-        float* qkv = scratch;              // frames × 3H
-        float* y = scratch + frames * 3 * H;  // frames × H
-        dense_forward(in, qkv, frames, H, 3 * H, wqkv.data(), bqkv.data());
-        for (std::size_t h = 0; h < H; ++h) {
-            float* hist = state + h * (N + 2 * N2);
-            float* xr = hist + N;
-            float* xi = xr + N2;
+    // Shift SSM for channels [h0, h1): rows of k → rows of k' = K ∗ k + D_k k (the last N values of k in `hist`).
+    void shift_scan(std::size_t h0, std::size_t h1, const float* k, float* ks, std::size_t frames, float* state) const noexcept {
+        for (std::size_t h = h0; h < h1; ++h) {
+            float* hist = state + h * N;
             const float* Kh = K.data() + h * N;
+            for (std::size_t t = 0; t < frames; ++t) {
+                const float kt = k[t * H + h];
+                std::memmove(hist + 1, hist, (N - 1) * sizeof(float));
+                hist[0] = kt;
+                float sk = 0.0f;
+#pragma omp simd reduction(+ : sk)
+                for (std::size_t j = 0; j < N; ++j) sk += Kh[j] * hist[j];
+                ks[t * H + h] = sk + Dk[h] * kt;
+            }
+        }
+    }
+
+    // Diagonal SSM for channels [h0, h1): rows of kv → rows of 2 Re(C x) + D kv (state: real [H][N2], imag [H][N2]).
+    void diag_scan(std::size_t h0, std::size_t h1, const float* kv, float* y, std::size_t frames, float* state) const noexcept {
+        for (std::size_t h = h0; h < h1; ++h) {
+            float* xr = state + h * N2;
+            float* xi = state + H * N2 + h * N2;
             const float* a_r = ar.data() + h * N2; const float* a_i = ai.data() + h * N2;
             const float* b_r = br.data() + h * N2; const float* b_i = bi.data() + h * N2;
             const float* c_r = cr.data() + h * N2; const float* c_i = ci.data() + h * N2;
             for (std::size_t t = 0; t < frames; ++t) {
-                const float q = qkv[t * 3 * H + h], k = qkv[t * 3 * H + H + h], v = qkv[t * 3 * H + 2 * H + h];
-                std::memmove(hist + 1, hist, (N - 1) * sizeof(float));
-                hist[0] = k;
-                float sk = 0.0f;
-#pragma omp simd reduction(+ : sk)
-                for (std::size_t j = 0; j < N; ++j) sk += Kh[j] * hist[j];
-                const float kv = (sk + Dk[h] * k) * v;
+                const float u = kv[t * H + h];
                 float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
                 for (std::size_t n = 0; n < N2; ++n) {
-                    const float nr = a_r[n] * xr[n] - a_i[n] * xi[n] + b_r[n] * kv;
-                    const float ni = a_r[n] * xi[n] + a_i[n] * xr[n] + b_i[n] * kv;
+                    const float nr = a_r[n] * xr[n] - a_i[n] * xi[n] + b_r[n] * u;
+                    const float ni = a_r[n] * xi[n] + a_i[n] * xr[n] + b_i[n] * u;
                     xr[n] = nr;
                     xi[n] = ni;
                     acc += c_r[n] * nr - c_i[n] * ni;
                 }
-                y[t * H + h] = q * (acc + D[h] * kv);
+                y[t * H + h] = acc + D[h] * u;
             }
+        }
+    }
+
+    // The pointwise parts over rows [0, frames): q, k, v = projections of `in`; k copied out to rows of H.
+    void project(const float* in, float* qkv, float* k, std::size_t frames) const noexcept {
+        dense_forward(in, qkv, frames, H, 3 * H, wqkv.data(), bqkv.data());
+        for (std::size_t t = 0; t < frames; ++t) std::copy_n(qkv + t * 3 * H + H, H, k + t * H);
+    }
+    // k' ← k' ⊙ v (in place)
+    void gate_v(const float* qkv, float* ks, std::size_t frames) const noexcept {
+        for (std::size_t t = 0; t < frames; ++t) {
+            const float* v = qkv + t * 3 * H + 2 * H;
+            float* r = ks + t * H;
+#pragma omp simd
+            for (std::size_t h = 0; h < H; ++h) r[h] *= v[h];
+        }
+    }
+    // out = output_linear(q ⊙ y) (y overwritten)
+    void output(const float* qkv, float* y, float* out, std::size_t frames) const noexcept {
+        for (std::size_t t = 0; t < frames; ++t) {
+            const float* q = qkv + t * 3 * H;
+            float* r = y + t * H;
+#pragma omp simd
+            for (std::size_t h = 0; h < H; ++h) r[h] *= q[h];
         }
         dense_forward(y, out, frames, H, H, wo.data(), bo.data());
     }
+
+    void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
+        float* qkv = scratch;                  // frames × 3H
+        float* a = scratch + frames * 3 * H;   // k, then y
+        float* b = a + frames * H;             // k', then k'·v
+        project(in, qkv, a, frames);
+        shift_scan(0, H, a, b, frames, state);
+        gate_v(qkv, b, frames);
+        diag_scan(0, H, b, a, frames, state + shift_size());
+        output(qkv, a, out, frames);
+    }
+
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
 };
+
+// Batch view: both SSMs through LtiConv (FFT convolution or their recurrences, by the cost model), the projections
+// and gates split over pieces of frames.
+class H3Runner final : public LayerRunner {
+public:
+    H3Runner(const H3& l, BatchContext& ctx)
+        : L_(l), pool_(ctx.pool), shift_(ctx, shift_core(l), l.describe() + " (shift SSM)"),
+          diag_(ctx, diag_core(l), l.describe() + " (diagonal SSM)") {
+        const std::size_t chunk = ctx.options.chunk_frames;
+        qkv_ = ctx.reserve(chunk * 3 * l.H);
+        a_ = ctx.reserve(chunk * l.H);
+        b_ = ctx.reserve(chunk * l.H);
+    }
+    static LtiCore shift_core(const H3& l) {
+        LtiCore c;
+        c.channels = l.H;
+        c.state_size = l.shift_size();
+        c.fir_length = l.N;
+        c.recurrence_ns = 0.3 * static_cast<double>(l.N) + 2.0;
+        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t f, float* st) { l.shift_scan(h0, h1, in, y, f, st); };
+        return c;
+    }
+    static LtiCore diag_core(const H3& l) {
+        LtiCore c;
+        c.channels = l.H;
+        c.state_size = l.diag_size();
+        c.recurrence_ns = 0.9 * static_cast<double>(l.N2) + 2.0;
+        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t f, float* st) { l.diag_scan(h0, h1, in, y, f, st); };
+        return c;
+    }
+    void run(const float* in, float* out, std::size_t frames) override {
+        const std::size_t H = L_.H;
+        float *qkv = qkv_.get(), *a = a_.get(), *b = b_.get();
+        for_pieces(pool_, frames, 256, [&](std::size_t f0, std::size_t n) { L_.project(in + f0 * H, qkv + f0 * 3 * H, a + f0 * H, n); });
+        shift_.run(a, b, frames);
+        for_pieces(pool_, frames, 256, [&](std::size_t f0, std::size_t n) { L_.gate_v(qkv + f0 * 3 * H, b + f0 * H, n); });
+        diag_.run(b, a, frames);
+        for_pieces(pool_, frames, 256, [&](std::size_t f0, std::size_t n) { L_.output(qkv + f0 * 3 * H, a + f0 * H, out + f0 * H, n); });
+    }
+    void reset() override {
+        shift_.reset();
+        diag_.reset();
+    }
+    void save(float* dst) const override {
+        shift_.save(dst);
+        diag_.save(dst + L_.shift_size());
+    }
+    void load(const float* src) override {
+        shift_.load(src);
+        diag_.load(src + L_.shift_size());
+    }
+    void collect_plans(std::vector<LayerPlan>& plans) const override {
+        plans.push_back(shift_.plan());
+        plans.push_back(diag_.plan());
+    }
+
+private:
+    const H3& L_;
+    ThreadPool& pool_;
+    LtiConv shift_, diag_;
+    Workspace::Slice qkv_, a_, b_;
+};
+
+std::unique_ptr<LayerRunner> H3::make_runner(BatchContext& ctx) const { return std::make_unique<H3Runner>(*this, ctx); }
 
 double real_part(double v, const std::string& type) {
     if (type == "exp") return -std::exp(v);

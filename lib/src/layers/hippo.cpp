@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layers/layer.hpp"
+#include "layers/lti_conv.hpp"
 #include "ssmstream/error.hpp"
 #include "ssmstream/tensor_file.hpp"
 
@@ -39,28 +40,58 @@ public:
                (disc.empty() ? "" : " disc=" + disc);
     }
 
-    // x ← dA x + dB u for each frame and channel; the new state is the output row. Each coefficient is one dot
-    // product in a fixed order, so any blocking is bit-identical to stepping.
-    void step(const float* in, float* out, std::size_t frames, float* state, float*) const noexcept override {
+    // x ← dA x + dB u for each frame and channels [c0, c1); the new state is the output row (rows of C·N). Each
+    // coefficient is one dot product in a fixed order, so any blocking is bit-identical to stepping.
+    void scan(std::size_t c0, std::size_t c1, const float* in, float* out, std::size_t frames, float* state) const noexcept {
         const std::size_t W = C * N;
-        for (std::size_t t = 0; t < frames; ++t) {
-            const float* prev = t == 0 ? state : out + (t - 1) * W;
-            float* cur = out + t * W;
-            for (std::size_t c = 0; c < C; ++c) {
+        for (std::size_t c = c0; c < c1; ++c) {
+            for (std::size_t t = 0; t < frames; ++t) {
+                const float* x = (t == 0 ? state : out + (t - 1) * W) + c * N;
+                float* cur = out + t * W + c * N;
                 const float u = in[t * C + c];
-                const float* x = prev + c * N;
                 for (std::size_t i = 0; i < N; ++i) {
                     const float* row = dA.data() + i * N;
                     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
                     for (std::size_t j = 0; j < N; ++j) acc += row[j] * x[j];
-                    cur[c * N + i] = acc + dB[i] * u;
+                    cur[i] = acc + dB[i] * u;
                 }
             }
+            if (frames > 0) std::copy_n(out + (frames - 1) * W + c * N, N, state + c * N);
         }
-        if (frames > 0) std::copy(out + (frames - 1) * W, out + frames * W, state);
     }
+
+    void step(const float* in, float* out, std::size_t frames, float* state, float*) const noexcept override {
+        scan(0, C, in, out, frames, state);
+    }
+
+    // Batch view: LtiConv — N kernels per channel (one forward transform serves them) or the recurrence.
+    std::unique_ptr<LayerRunner> make_runner(BatchContext& ctx) const override;
 };
+
+class HippoRunner final : public LayerRunner {
+public:
+    HippoRunner(const Hippo& l, BatchContext& ctx) : conv_(ctx, core(l), l.describe()) {}
+    static LtiCore core(const Hippo& l) {
+        LtiCore c;
+        c.channels = l.C;
+        c.fan = l.N;
+        c.state_size = l.state_size();
+        c.recurrence_ns = 0.17 * static_cast<double>(l.N * l.N) + 2.0;  // bench/run_lti_b.sh: 684 ns at N = 64
+        c.scan = [&l](std::size_t c0, std::size_t c1, const float* in, float* y, std::size_t f, float* st) { l.scan(c0, c1, in, y, f, st); };
+        return c;
+    }
+    void run(const float* in, float* out, std::size_t frames) override { conv_.run(in, out, frames); }
+    void reset() override { conv_.reset(); }
+    void save(float* dst) const override { conv_.save(dst); }
+    void load(const float* src) override { conv_.load(src); }
+    void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(conv_.plan()); }
+
+private:
+    LtiConv conv_;
+};
+
+std::unique_ptr<LayerRunner> Hippo::make_runner(BatchContext& ctx) const { return std::make_unique<HippoRunner>(*this, ctx); }
 
 }  // namespace
 

@@ -7,20 +7,15 @@
 // each group of states in registers across all its frames.
 // Convolution view (Batch): y = K ∗ u + D u with K_k = 2·Re(Σ_n C_n B̄_n Ā_n^k), by FFTW overlap-save with the
 // kernel truncated where its tail is below `kernel_tolerance` × (‖K‖₁ + |D|) (always decays: Re(A) < 0).
-#include <fftw3.h>
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstring>
 #include <map>
-#include <mutex>
 
 #include "layers/layer.hpp"
 #include "ops/dense.hpp"
+#include "ops/fft_conv.hpp"
 #include "ops/math.hpp"
 #include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
@@ -33,24 +28,6 @@ using cd = std::complex<double>;
 
 enum class S4Act { none, gelu, silu, tanh, relu };
 enum class S4Out { none, linear, glu };
-
-std::mutex& fftw_planner_mutex() {
-    static std::mutex m;  // FFTW's planner is not thread-safe; execution is.
-    return m;
-}
-
-struct FftwFree {
-    void operator()(void* p) const noexcept { fftwf_free(p); }
-};
-template <class T>
-using FftwBuf = std::unique_ptr<T[], FftwFree>;
-template <class T>
-FftwBuf<T> fftw_buf(std::size_t n) {
-    auto* p = static_cast<T*>(fftwf_malloc(sizeof(T) * std::max<std::size_t>(n, 1)));
-    if (p == nullptr) throw std::bad_alloc();
-    std::memset(static_cast<void*>(p), 0, sizeof(T) * std::max<std::size_t>(n, 1));
-    return FftwBuf<T>(p);
-}
 
 class S4D final : public Layer {
 public:
@@ -250,108 +227,60 @@ public:
             return;
         }
         Lk_ = need;
-        hl_ = Lk_ - 1;
-        // FFT size: the cheapest per output sample (M·log2 M / outputs per transform) among sizes 2^a·3^b·5^c above
-        // the kernel (FFTW is as fast on those as on powers of two), within the kernel-spectra memory budget (forced
-        // fft: the cheapest of the smallest few when none fits). A chunk is cut into equal hops, so a hop just short
-        // of the chunk would cost two transforms: outputs per transform = chunk / ⌈chunk / hop⌉.
-        const double budget = ctx.options.fft_layer_bytes;
-        auto spectra_bytes = [&](std::size_t m) { return static_cast<double>(H) * static_cast<double>(spec_stride(m)) * 8.0; };
-        auto hop_of = [&](std::size_t m) {
-            const std::size_t h = std::min(m - hl_, chunk_);
-            return h > 16 ? h / 16 * 16 : h;  // windows start on 64-byte boundaries
-        };
-        auto outputs = [&](std::size_t m) {
-            const std::size_t h = hop_of(m);
-            return static_cast<double>(chunk_) / static_cast<double>((chunk_ + h - 1) / h);
-        };
-        // Work units per output: M·log2 M per transform pair, times a cache factor — beyond 2^14 floats a
-        // transform's buffers and twiddles no longer stay in L2 (measured: 16% slower per doubling).
-        auto per_output = [&](std::size_t m) {
-            const double mm = static_cast<double>(m);
-            return mm * std::log2(mm) / outputs(m) * (1.0 + 0.16 * std::max(0.0, std::log2(mm / 16384.0)));
-        };
-        const std::size_t lo = Lk_ + Lk_ / 8 + 16, hi = 16 * (Lk_ + chunk_);  // at least a few outputs per transform
-        std::vector<std::size_t> sizes;
-        for (std::size_t p5 = 1; p5 <= 25; p5 *= 5)
-            for (std::size_t p3 = 1; p3 <= 27; p3 *= 3)
-                for (std::size_t m = 16 * p3 * p5; m <= hi; m *= 2)
-                    if (m >= lo) sizes.push_back(m);
-        std::sort(sizes.begin(), sizes.end());
-        std::size_t best = 0;
-        for (std::size_t m : sizes)
-            if (spectra_bytes(m) <= budget && (best == 0 || per_output(m) < per_output(best))) best = m;
-        M_ = best != 0 ? best : sizes.front();
-        hop_ = hop_of(M_);
+        const FftConv::Choice choice = FftConv::choose(Lk_, chunk_, H, ctx.options.fft_layer_bytes);
         // Cost model, in ns per sample per channel, fitted on this project's benchmark (bench/README.md, "Cost
         // model fit"): recurrence ≈ a·N/2 + b; FFT ≈ c·M·log2(M)/outputs per transform + d.
         const double rec_cost = kRecA * static_cast<double>(N2) + kRecB;
-        const double fft_cost = kFftC * per_output(M_) + kFftD;
-        const double mem = spectra_bytes(M_);
-        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || mem > budget)) {
+        const double fft_cost = choice.cost_ns();
+        plan_.kernel_length = Lk_;
+        plan_.fft_size = choice.M;
+        plan_.outputs_per_fft = static_cast<std::size_t>(choice.outputs);
+        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || !choice.fits)) {
             plan_.backend = "recurrence";
             plan_.reason = "cost model: recurrence " + fmt(rec_cost) + " ns/sample/channel vs FFT " + fmt(fft_cost) +
-                           (mem > budget ? " (and FFT kernel spectra would need " + fmt(mem / 1e6) + " MB)" : "");
-            plan_.kernel_length = Lk_;
-            plan_.fft_size = M_;
-            plan_.outputs_per_fft = static_cast<std::size_t>(outputs(M_));
+                           (!choice.fits ? " (and FFT kernel spectra would need " + fmt(choice.spectra_bytes / 1e6) + " MB)" : "");
             return;
         }
-        use_fft_ = true;
         plan_.backend = "fft";
         plan_.reason = ctx.options.backend == Backend::fft ? "forced" : "cost model: FFT " + fmt(fft_cost) +
                        " ns/sample/channel vs recurrence " + fmt(rec_cost);
-        plan_.kernel_length = Lk_;
-        plan_.fft_size = M_;
-        plan_.outputs_per_fft = static_cast<std::size_t>(outputs(M_));
-        // Each channel of xc_ is [pad | hl history | chunk]: the pad makes every full window of M inputs ending at a
-        // hop boundary lie inside xc_, starting on a 64-byte boundary, so no window is copied (pad + hl = M − hop).
-        pad_ = M_ - hop_ - hl_;
-        xs_ = (pad_ + hl_ + chunk_ + 15) / 16 * 16 + 16;  // +16 floats: power-of-two strides alias in the caches
-        xc_ = ctx.reserve(H * xs_);
-        // channel-major outputs: in the GLU's scratch when it is wide enough (free until `finish`), else their own
-        ys_ = chunk_ + 16;
-        yc_ = L_.out_w * chunk_ >= H * ys_ ? z_ : ctx.reserve(H * ys_);
-        bufs_ = ctx.reserve(pool_.size() * buf_stride());
-        build_fft();
+        // Taps in double; D is tap 0 (y = (K + Dδ) ∗ u), so the skip costs nothing. The channel-major outputs go
+        // to the GLU's scratch when it is wide enough (free until `finish`).
+        const bool reuse = L_.out_w * chunk_ >= FftConv::out_scratch_floats(H, 1, chunk_);
+        conv_ = std::make_unique<FftConv>(ctx, H, 1, choice, [&](std::size_t h, double* k) {
+            std::vector<cd> p(N2);
+            for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
+            for (std::size_t t = 0; t < Lk_; ++t) {
+                double s = t == 0 ? static_cast<double>(L_.D[h]) : 0.0;
+                for (std::size_t n = 0; n < N2; ++n) {
+                    s += p[n].real();
+                    p[n] *= L_.dA[h * N2 + n];
+                }
+                k[t] = s;
+            }
+        }, reuse ? &z_ : nullptr);
+        free_.assign(H * N2, cd{});
     }
 
     // Constants of the cost model (ns per sample per channel, one core), fitted by least squares on the
-    // BM_S4DConv sweep (bench/README.md, "Cost model fit"): recurrence = a·N/2 + b, FFT = c·units + d.
-    static constexpr double kRecA = 0.29, kRecB = 1.8, kFftC = 0.27, kFftD = 3.5;
+    // BM_S4DConv sweep (bench/README.md, "Cost model fit"): recurrence = a·N/2 + b.
+    static constexpr double kRecA = 0.29, kRecB = 1.8;
     // Recurrence: frames per tile, so a group's rows of input and output stay in cache across its state pairs.
     static constexpr std::size_t kTile = 1024;
 
     void run(const float* in, float* out, std::size_t frames) override {
         const std::size_t H = L_.H;
-        if (!use_fft_) {
+        if (!conv_) {
             pool_.parallel_for(L_.groups(), [&](std::size_t g0, std::size_t g1, std::size_t) {
                 for (std::size_t t0 = 0; t0 < frames; t0 += kTile)
                     L_.scan(g0, g1, in + t0 * H, y_.get() + t0 * H, std::min(kTile, frames - t0), state_.data());
             }, 1);
         } else {
-            // Channel-major: history + chunk per channel, so every transform reads one contiguous window.
-            const std::size_t tiles = (frames + 15) / 16;
-            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) {
-                for (std::size_t h = h0; h < h1; ++h) {
-                    // The pad only ever meets kernel taps beyond the kernel (zero), but must hold finite numbers: the
-                    // workspace is shared with other layers.
-                    std::fill_n(xc_.get() + h * xs_, pad_, 0.0f);
-                    std::copy_n(hist_.data() + h * hl_, hl_, xc_.get() + h * xs_ + pad_);
-                }
-            });
-            pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_in(in, frames, b, e); }, 64);
-            // Overlap-save: segments of hop outputs × channels, independent, handed out as threads come free.
-            const std::size_t segs = (frames + hop_ - 1) / hop_, items = segs * H;
-            pool_.parallel_for(items, [&](std::size_t b, std::size_t e, std::size_t part) {
-                for (std::size_t i = b; i < e; ++i) fft_item(i / segs, i % segs, frames, part);
-            }, 1);
-            pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_out(frames, b, e); }, 64);
-            pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) {
-                for (std::size_t h = h0; h < h1; ++h) std::copy_n(xc_.get() + h * xs_ + pad_ + frames, hl_, hist_.data() + h * hl_);
-            });
-            if (free_left_ > 0)
+            conv_->run(in, H, y_.get(), H, frames);
+            if (free_left_ > 0) {
                 pool_.parallel_for(H, [&](std::size_t h0, std::size_t h1, std::size_t) { inject_free(h0, h1, frames); });
+                free_left_ = free_left_ > frames ? free_left_ - frames : 0;
+            }
         }
         // activation + output projection: pieces of frames, a few per thread so they balance
         const std::size_t piece = std::clamp<std::size_t>(frames / (4 * pool_.size()), 64, 2048);
@@ -366,24 +295,25 @@ public:
 
     void reset() override {
         std::fill(state_.begin(), state_.end(), 0.0f);
-        std::fill(hist_.begin(), hist_.end(), 0.0f);
+        if (conv_) conv_->clear_history();
         std::fill(free_.begin(), free_.end(), cd{});
         free_left_ = 0;
     }
 
     void save(float* dst) const override {
-        if (!use_fft_) {
+        if (!conv_) {
             std::copy(state_.begin(), state_.end(), dst);
             return;
         }
         // The recurrent state is what the history of the last Lk−1 inputs (and any injected state) left behind.
-        const std::size_t H = L_.H, N2 = L_.N2, hl = hl_;
+        const std::size_t H = L_.H, N2 = L_.N2, hl = conv_->history_length();
         for (std::size_t h = 0; h < H; ++h) {
+            const float* hist = conv_->history(h);
             for (std::size_t n = 0; n < N2; ++n) {
                 const cd a = L_.dA[h * N2 + n], b = L_.dB[h * N2 + n];
                 cd x = free_left_ > 0 ? free_[h * N2 + n] : cd{};
                 cd acc{};
-                for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist_[h * hl + k]);  // oldest first
+                for (std::size_t k = 0; k < hl; ++k) acc = acc * a + static_cast<double>(hist[k]);  // oldest first
                 x += acc * b;
                 dst[L_.sidx(h, n)] = static_cast<float>(x.real());
                 dst[L_.plane() + L_.sidx(h, n)] = static_cast<float>(x.imag());
@@ -392,12 +322,12 @@ public:
     }
 
     void load(const float* src) override {
-        if (!use_fft_) {
+        if (!conv_) {
             std::copy(src, src + state_.size(), state_.begin());
             return;
         }
         const std::size_t H = L_.H, N2 = L_.N2;
-        std::fill(hist_.begin(), hist_.end(), 0.0f);
+        conv_->clear_history();
         for (std::size_t h = 0; h < H; ++h)
             for (std::size_t n = 0; n < N2; ++n)
                 free_[h * N2 + n] = cd(src[L_.sidx(h, n)], src[L_.plane() + L_.sidx(h, n)]);
@@ -411,132 +341,6 @@ private:
         char b[32];
         std::snprintf(b, sizeof b, "%.3g", v);
         return b;
-    }
-
-    // Per-channel spectrum stride, rounded so every channel's spectrum starts on a 64-byte boundary: FFTW's
-    // new-array execute needs the alignment the plan was made with.
-    static std::size_t spec_stride(std::size_t m) { return (m / 2 + 1 + 7) / 8 * 8; }
-    // Per thread: a real buffer of M floats and a spectrum, both aligned. Transforms run out of place, straight from
-    // the window in xc_ (measured at 46080 and 69120: out of place from xc_ 3–15% faster than copy + in place).
-    std::size_t spec_offset() const { return (M_ + 15) / 16 * 16; }
-    std::size_t buf_stride() const { return spec_offset() + 2 * spec_stride(M_); }
-
-    void build_fft() {
-        const std::size_t H = L_.H, N2 = L_.N2, sb = spec_stride(M_);
-        kf_ = fftw_buf<fftwf_complex>(H * sb);
-        hist_.assign(hl_ * H, 0.0f);
-        free_.assign(H * N2, cd{});
-        auto tmp = fftw_buf<float>(buf_stride());
-        auto* tmp_f = reinterpret_cast<fftwf_complex*>(tmp.get() + spec_offset());
-        {
-            std::lock_guard lock(fftw_planner_mutex());
-            // Measured plans run faster, but measuring a 2^18 transform takes seconds: bound it (FFTW then keeps the
-            // best plan found so far, and its wisdom makes the next Batch of the same size instant).
-            fftwf_set_timelimit(0.25);
-            fwd_ = fftwf_plan_dft_r2c_1d(static_cast<int>(M_), tmp.get(), tmp_f, FFTW_MEASURE);
-            inv_ = fftwf_plan_dft_c2r_1d(static_cast<int>(M_), tmp_f, tmp.get(), FFTW_MEASURE);
-        }
-        if (fwd_ == nullptr || inv_ == nullptr) throw Error("FFTW could not plan a transform of size " + std::to_string(M_));
-        // Kernel spectra, scaled by 1/M so the inverse needs no pass of its own; D is tap 0 (y = (K + Dδ) ∗ u), so
-        // the skip costs nothing. Kernel taps in double.
-        for (std::size_t h = 0; h < H; ++h) {
-            std::vector<cd> p(N2);
-            for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
-            float* k = tmp.get();
-            std::fill(k, k + M_, 0.0f);
-            for (std::size_t t = 0; t < Lk_; ++t) {
-                double s = t == 0 ? static_cast<double>(L_.D[h]) : 0.0;
-                for (std::size_t n = 0; n < N2; ++n) {
-                    s += p[n].real();
-                    p[n] *= L_.dA[h * N2 + n];
-                }
-                k[t] = static_cast<float>(s / static_cast<double>(M_));
-            }
-            fftwf_execute_dft_r2c(fwd_, k, tmp_f);
-            std::memcpy(static_cast<void*>(kf_.get() + h * sb), tmp_f, sizeof(fftwf_complex) * (M_ / 2 + 1));
-        }
-    }
-
-    // Rows [16·b, 16·e) of the chunk, rows of H → xc_ (channel h at h·xs_ + hl + t), in 8×8 tiles.
-    void transpose_in(const float* in, std::size_t frames, std::size_t b, std::size_t e) {
-        const std::size_t H = L_.H;
-        float* xc = xc_.get() + pad_ + hl_;
-        for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
-            for (std::size_t h0 = 0; h0 < H; h0 += 8)
-                transpose_tile(in + t0 * H + h0, H, xc + h0 * xs_ + t0, xs_, std::min<std::size_t>(8, frames - t0),
-                               std::min<std::size_t>(8, H - h0));
-    }
-
-    // yc_ (channel h at h·ys_ + t) → rows of H in y_, in 8×8 tiles.
-    void transpose_out(std::size_t frames, std::size_t b, std::size_t e) {
-        const std::size_t H = L_.H;
-        for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
-            for (std::size_t h0 = 0; h0 < H; h0 += 8)
-                transpose_tile(yc_.get() + h0 * ys_ + t0, ys_, y_.get() + t0 * H + h0, H, std::min<std::size_t>(8, H - h0),
-                               std::min<std::size_t>(8, frames - t0));
-    }
-
-    // dst[j·ds + i] = src[i·ss + j] for i < rows, j < cols (at most 8 each).
-    static void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds, std::size_t rows,
-                               std::size_t cols) noexcept {
-#if defined(__AVX__)
-        if (rows == 8 && cols == 8) {
-            __m256 r[8], t[8];
-            for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + static_cast<std::size_t>(i) * ss);
-            for (int i = 0; i < 8; i += 2) {
-                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-            }
-            for (int i = 0; i < 8; i += 4) {
-                r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-                r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-                r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-                r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-            }
-            for (int i = 0; i < 4; ++i) {
-                _mm256_storeu_ps(dst + static_cast<std::size_t>(i) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
-                _mm256_storeu_ps(dst + static_cast<std::size_t>(i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
-            }
-            return;
-        }
-#endif
-        for (std::size_t i = 0; i < rows; ++i)
-            for (std::size_t j = 0; j < cols; ++j) dst[j * ds + i] = src[i * ss + j];
-    }
-
-    // Overlap-save for channel h, outputs [s·hop, s·hop + hop) of this chunk: the window of M inputs ending there
-    // (history included) is transformed where it lies in xc_ (hop is a multiple of 16 floats, so the window is as
-    // aligned as the plan's arrays) or, for the last window of a chunk, from a zero-padded copy; times the kernel
-    // spectrum; transformed back.
-    void fft_item(std::size_t h, std::size_t s, std::size_t frames, std::size_t part) {
-        const std::size_t hl = hl_, bins = M_ / 2 + 1;
-        const std::size_t t0 = s * hop_, cnt = std::min(hop_, frames - t0);
-        float* buf = bufs_.get() + part * buf_stride();
-        auto* spec = reinterpret_cast<fftwf_complex*>(buf + spec_offset());
-        const float* chan = xc_.get() + h * xs_;
-        const std::size_t end = pad_ + hl + t0 + cnt;  // the window of M inputs ending with this segment's last input
-        std::size_t first;                            // where the outputs lie in the inverse transform
-        if (end >= M_ && (end - M_) % 16 == 0) {
-            fftwf_execute_dft_r2c(fwd_, const_cast<float*>(chan + end - M_), spec);  // out of place: input left intact
-            first = M_ - cnt;
-        } else {  // a short last segment: the window from its first output's history, zero-padded
-            const float* src = chan + pad_ + t0;
-            const std::size_t have = hl + frames - t0;
-            std::copy_n(src, std::min(have, M_), buf);
-            if (have < M_) std::fill(buf + have, buf + M_, 0.0f);
-            fftwf_execute_dft_r2c(fwd_, buf, spec);
-            first = hl;
-        }
-        const float* __restrict kf = reinterpret_cast<const float*>(kf_.get() + h * spec_stride(M_));
-        float* __restrict sp = reinterpret_cast<float*>(spec);
-#pragma omp simd
-        for (std::size_t b = 0; b < bins; ++b) {
-            const float xr = sp[2 * b], xi = sp[2 * b + 1], kr = kf[2 * b], ki = kf[2 * b + 1];
-            sp[2 * b] = xr * kr - xi * ki;
-            sp[2 * b + 1] = xr * ki + xi * kr;
-        }
-        fftwf_execute_dft_c2r(inv_, spec, buf);
-        std::copy_n(buf + first, cnt, yc_.get() + h * ys_ + t0);
     }
 
     // A loaded recurrent state decays through the first Lk outputs after the load.
@@ -555,54 +359,19 @@ private:
             }
     }
 
-public:
-    void after_chunk(std::size_t frames) { free_left_ = free_left_ > frames ? free_left_ - frames : 0; }
-
-private:
     const S4D& L_;
     ThreadPool& pool_;
     std::size_t chunk_;
     Workspace::Slice y_, z_;
     std::vector<float> state_;
     LayerPlan plan_;
-    bool use_fft_ = false;
-    std::size_t Lk_ = 0, M_ = 0, hl_ = 0, hop_ = 0, pad_ = 0;
-    FftwBuf<fftwf_complex> kf_;
-    std::size_t xs_ = 0, ys_ = 0;  // xc_, yc_ strides per channel
-    Workspace::Slice xc_;      // [H][xs_]: a zero pad, the hl inputs before the chunk, then the chunk (channel-major)
-    Workspace::Slice yc_;      // [H][ys_]: outputs, channel-major
-    Workspace::Slice bufs_;    // per thread: a transform buffer and a spectrum
-    fftwf_plan fwd_ = nullptr, inv_ = nullptr;
-    std::vector<float> hist_;  // [H][hl]: the last hl inputs, oldest first (the layer's state in this view)
-    std::vector<cd> free_;
+    std::size_t Lk_ = 0;
+    std::unique_ptr<FftConv> conv_;  // null: the recurrence
+    std::vector<cd> free_;           // an injected (loaded) state, decaying
     std::size_t free_left_ = 0;
-
-public:
-    ~S4DRunner() override {
-        std::lock_guard lock(fftw_planner_mutex());
-        if (fwd_) fftwf_destroy_plan(fwd_);
-        if (inv_) fftwf_destroy_plan(inv_);
-    }
 };
 
-// The runner above advances the injected-state counter after each chunk.
-class S4DRunnerWrap final : public LayerRunner {
-public:
-    S4DRunnerWrap(const S4D& l, BatchContext& c) : r_(l, c) {}
-    void run(const float* in, float* out, std::size_t frames) override {
-        r_.run(in, out, frames);
-        r_.after_chunk(frames);
-    }
-    void reset() override { r_.reset(); }
-    void save(float* dst) const override { r_.save(dst); }
-    void load(const float* src) override { r_.load(src); }
-    void collect_plans(std::vector<LayerPlan>& p) const override { r_.collect_plans(p); }
-
-private:
-    S4DRunner r_;
-};
-
-std::unique_ptr<LayerRunner> S4D::make_runner(BatchContext& ctx) const { return std::make_unique<S4DRunnerWrap>(*this, ctx); }
+std::unique_ptr<LayerRunner> S4D::make_runner(BatchContext& ctx) const { return std::make_unique<S4DRunner>(*this, ctx); }
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 #pragma once
 // A fixed pool for Batch: parallel_for over an index range, the caller's thread taking a share. Not used by Stream.
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -36,5 +37,14 @@ private:
     std::atomic<std::size_t> next_{0};
     bool stop_ = false;
 };
+
+/** fn(f0, n) over [0, frames) in pieces of `piece` frames (the last may be shorter), spread over the pool. */
+template <class F>
+void for_pieces(ThreadPool& pool, std::size_t frames, std::size_t piece, F&& fn) {
+    const std::size_t count = (frames + piece - 1) / piece;
+    pool.parallel_for(count, [&](std::size_t b, std::size_t e, std::size_t) {
+        for (std::size_t p = b; p < e; ++p) fn(p * piece, std::min(frames, p * piece + piece) - p * piece);
+    }, 1);
+}
 
 }  // namespace ssm::detail

@@ -1,0 +1,91 @@
+#pragma once
+// Causal FFT convolution of many channels with fixed real kernels, by FFTW overlap-save, for a Batch: the engine
+// behind every time-invariant layer's convolution view (S4D, S4, DSS, GSS, H3, MEGA's EMA, HiPPO).
+//
+// `inputs` channels come in as rows (frames × stride); each feeds `fan` kernels (HiPPO: the N coefficients of one
+// input; everything else: 1), so output channel j = c·fan + f is K_j ∗ u_c, written as rows of inputs·fan. The
+// inputs are kept channel-major with the last Lk−1 of the previous chunk in front (the history: this view's state),
+// so every transform reads one contiguous, aligned window and a signal of any length runs in chunks of bounded
+// memory. One forward transform per input window serves its `fan` kernels. Plans are made once (FFTW_MEASURE,
+// time-limited); `run` allocates nothing.
+#include <fftw3.h>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "layers/layer.hpp"
+
+namespace ssm::detail {
+
+/** FFTW's planner is not thread-safe (execution is): every plan and destroy in the library holds this. */
+std::mutex& fftw_planner_mutex();
+
+struct FftwFree {
+    void operator()(void* p) const noexcept { fftwf_free(p); }
+};
+template <class T>
+using FftwBuf = std::unique_ptr<T[], FftwFree>;
+
+class FftConv {
+public:
+    /** The transform size chosen for kernels of `taps` taps, and what it costs. */
+    struct Choice {
+        std::size_t taps = 0, M = 0, hop = 0;
+        double outputs = 0;     ///< outputs per transform pair over a whole chunk
+        double per_output = 0;  ///< work units per output (M·log2 M per transform, with a cache factor)
+        double spectra_bytes = 0;
+        bool fits = false;      ///< the kernel spectra fit `budget`
+        /** Estimated ns per output sample per kernel, one core (constants fitted on BM_S4DConv, bench/README.md). */
+        double cost_ns() const noexcept { return kFftC * per_output + kFftD; }
+    };
+    static constexpr double kFftC = 0.27, kFftD = 3.5;
+
+    /** The cheapest size 2^a·3^b·5^c per output within `budget` bytes of spectra for `kernels` kernels (or the
+     * smallest few when none fits). */
+    static Choice choose(std::size_t taps, std::size_t chunk, std::size_t kernels, double budget);
+
+    /** Reserves its buffers in `ctx` and plans. `kernel(j, taps)` fills output channel j's `choice.taps` taps
+     * (float64, unscaled). `yc` (optional, ≥ out_scratch_floats()): a slice free during `run` to reuse. */
+    FftConv(BatchContext& ctx, std::size_t inputs, std::size_t fan, const Choice& choice,
+            const std::function<void(std::size_t, double*)>& kernel, const Workspace::Slice* yc = nullptr);
+    ~FftConv();
+    FftConv(const FftConv&) = delete;
+    FftConv& operator=(const FftConv&) = delete;
+
+    /** Floats a caller-provided `yc` slice must hold for chunks of `chunk` frames. */
+    static std::size_t out_scratch_floats(std::size_t inputs, std::size_t fan, std::size_t chunk) {
+        return inputs * fan * (chunk + 16);
+    }
+
+    /** out[t·out_stride + j] = Σ_k K_j[k] u_c[t − k] for t < frames (j = c·fan + f), with the history before. */
+    void run(const float* in, std::size_t in_stride, float* out, std::size_t out_stride, std::size_t frames);
+
+    /** The last `history_length()` inputs of channel c, oldest first. */
+    const float* history(std::size_t c) const noexcept { return hist_.data() + c * hl_; }
+    std::size_t history_length() const noexcept { return hl_; }
+    void clear_history() noexcept { std::fill(hist_.begin(), hist_.end(), 0.0f); }
+    const Choice& choice() const noexcept { return ch_; }
+
+private:
+    static std::size_t spec_stride(std::size_t m) { return (m / 2 + 1 + 7) / 8 * 8; }
+    std::size_t spec_offset() const { return (ch_.M + 15) / 16 * 16; }
+    // per thread: a real buffer of M floats, the input's spectrum and a product spectrum, each 64-byte aligned
+    std::size_t buf_stride() const { return spec_offset() + 4 * spec_stride(ch_.M); }
+    void transpose_in(const float* in, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e);
+    void transpose_out(float* out, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e);
+    void item(std::size_t c, std::size_t s, std::size_t frames, std::size_t part);
+
+    ThreadPool& pool_;
+    std::size_t Cin_, fan_, Cout_, chunk_;
+    Choice ch_;
+    std::size_t hl_ = 0, hop_ = 0, pad_ = 0, xs_ = 0, ys_ = 0;
+    FftwBuf<fftwf_complex> kf_;
+    Workspace::Slice xc_, yc_, bufs_;  // [Cin][xs_] pad|history|chunk; [Cout][ys_] outputs; per-thread buffers
+    fftwf_plan fwd_ = nullptr, inv_ = nullptr;
+    std::vector<float> hist_;  // [Cin][hl_]
+};
+
+}  // namespace ssm::detail
