@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_models.hpp"
 #include "ssmstream/ssmstream.hpp"
 
 namespace {
@@ -106,7 +107,9 @@ void BM_LtiABatch(benchmark::State& st, const std::string& family) {
     const auto model = layer_model(family);
     BatchOptions o;
     o.threads = static_cast<std::size_t>(st.range(0));
+    o.backend = st.range(1) == 1 ? Backend::recurrence : Backend::automatic;
     Batch b(model, o);
+    st.SetLabel(bench::plan_label(b));
     const std::size_t frames = 1 << 17;
     const auto in = noise(frames * kH);
     std::vector<float> out(in.size());
@@ -124,12 +127,12 @@ void BM_LtiABatch(benchmark::State& st, const std::string& family) {
 
 BENCHMARK_CAPTURE(BM_LtiAStream, lru, std::string("lru"))->Name("BM_LtiAStream/lru/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_LtiAStream, s5, std::string("s5"))->Name("BM_LtiAStream/s5/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LtiABatch, lru, std::string("lru"))->Name("BM_LtiABatch/lru/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LtiABatch, s5, std::string("s5"))->Name("BM_LtiABatch/s5/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, lru, std::string("lru"))->Name("BM_LtiABatch/lru/H:64/N:64")->ArgNames({"threads", "recurrence"})->Args({1, 0})->Args({2, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, s5, std::string("s5"))->Name("BM_LtiABatch/s5/H:64/N:64")->ArgNames({"threads", "recurrence"})->Args({1, 0})->Args({2, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_CAPTURE(BM_LtiAStream, dss, std::string("dss"))->Name("BM_LtiAStream/dss/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_LtiAStream, ema, std::string("ema"))->Name("BM_LtiAStream/ema/H:64/N:64")->ArgName("block")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LtiABatch, dss, std::string("dss"))->Name("BM_LtiABatch/dss/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LtiABatch, ema, std::string("ema"))->Name("BM_LtiABatch/ema/H:64/N:64")->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, dss, std::string("dss"))->Name("BM_LtiABatch/dss/H:64/N:64")->ArgNames({"threads", "recurrence"})->Args({1, 0})->Args({2, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LtiABatch, ema, std::string("ema"))->Name("BM_LtiABatch/ema/H:64/N:64")->ArgNames({"threads", "recurrence"})->Args({1, 0})->Args({2, 0})->Args({1, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

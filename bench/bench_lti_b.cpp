@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_models.hpp"
 #include "ssmstream/hippo.hpp"
 #include "ssmstream/ssmstream.hpp"
 
@@ -146,7 +147,9 @@ void BM_S4Batch(benchmark::State& st) {
     auto model = family_model(static_cast<int>(st.range(3)), H, N);
     BatchOptions o;
     o.threads = threads;
+    o.backend = st.range(4) == 1 ? Backend::recurrence : Backend::automatic;
     Batch batch(model, o);
+    st.SetLabel(bench::plan_label(batch));
     const std::size_t T = std::size_t{1} << 16;
     const auto in = noise(T * H);
     for (auto _ : st) {
@@ -188,8 +191,11 @@ void BM_HippoBatch(benchmark::State& st) {
     sp.channels = H;
     sp.dt = 1e-3;
     auto model = hippo::make_model(sp);
-    Batch batch(model);
-    const std::size_t T = std::size_t{1} << 13;
+    BatchOptions o;
+    o.backend = st.range(2) == 1 ? Backend::recurrence : Backend::automatic;
+    Batch batch(model, o);
+    st.SetLabel(bench::plan_label(batch));
+    const std::size_t T = std::size_t{1} << 15;
     const auto in = noise(T * H);
     for (auto _ : st) {
         batch.reset();
@@ -202,14 +208,16 @@ void BM_HippoBatch(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(BM_HippoStream)->ArgNames({"H", "N", "block"})->Args({64, 64, 1})->Args({64, 64, 64})->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_HippoBatch)->ArgNames({"H", "N"})->Args({64, 64})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HippoBatch)->ArgNames({"H", "N", "recurrence"})->Args({64, 64, 0})->Args({64, 64, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 // family: 0 = S4, 1 = H3, 2 = GSS (dim 64, dss H 64, dss N 64, expansion 4)
 BENCHMARK(BM_S4Stream)->Name("BM_Stream")->ArgNames({"H", "N", "block", "family"})
     ->Args({64, 64, 1, kS4})->Args({64, 64, 64, kS4})->Args({64, 64, 256, kS4})
     ->Args({64, 64, 1, kH3})->Args({64, 64, 64, kH3})->Args({64, 64, 1, kGss})->Args({64, 64, 64, kGss})
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_S4Batch)->Name("BM_Batch")->ArgNames({"H", "N", "threads", "family"})
-    ->Args({64, 64, 1, kS4})->Args({64, 64, 2, kS4})->Args({64, 64, 1, kH3})->Args({64, 64, 1, kGss})
+BENCHMARK(BM_S4Batch)->Name("BM_Batch")->ArgNames({"H", "N", "threads", "family", "recurrence"})
+    ->Args({64, 64, 1, kS4, 0})->Args({64, 64, 2, kS4, 0})->Args({64, 64, 1, kS4, 1})
+    ->Args({64, 64, 1, kH3, 0})->Args({64, 64, 2, kH3, 0})->Args({64, 64, 1, kH3, 1})
+    ->Args({64, 64, 1, kGss, 0})->Args({64, 64, 2, kGss, 0})->Args({64, 64, 1, kGss, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -26,6 +26,17 @@ std::shared_ptr<const Model> single_s4d(const S4DParams& p);
 std::vector<std::byte> audio_model_bytes(const S4DParams& p, std::size_t blocks, double sample_rate = 16000);
 std::shared_ptr<const Model> audio_model(const S4DParams& p, std::size_t blocks, double sample_rate = 16000);
 
+/** "fft M=… / recurrence" for each non-pointwise layer of a Batch's plan (a benchmark label). */
+inline std::string plan_label(const Batch& b) {
+    std::string s;
+    for (const auto& p : b.plan()) {
+        if (p.backend == "pointwise") continue;
+        if (!s.empty()) s += ",";
+        s += p.backend == "fft" ? "fft(Lk=" + std::to_string(p.kernel_length) + ",M=" + std::to_string(p.fft_size) + ")" : p.backend;
+    }
+    return s;
+}
+
 /** Deterministic pseudo-random noise (xorshift), scaled to ±scale. */
 void fill_noise(float* x, std::size_t n, std::uint64_t seed, float scale = 0.5f);
 

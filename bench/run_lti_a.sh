@@ -20,13 +20,17 @@ bm = {b["run_name"]: b for b in json.load(open(f"{raw}/ours.json"))["benchmarks"
 peer = json.load(open(f"{raw}/peer.json"))
 lines = [f"# LRU / S5 / DSS / MEGA-EMA, H=64, N=64 — {cpu}, {ncpu} cores, load average {load} (loaded machine: numbers are indicative)", "",
          "| family | ssmstream stream block 1 (ns/frame) | block 64 | ssmstream batch 1 thread (ns/frame) | batch 2 threads | "
-         "reference batch (ns/frame) | reference-side stream block 1 | block 64 |", "| --- " * 8 + "|"]
+         "batch, recurrence forced, 1 thread | batch backend (auto) | "
+         "reference batch (ns/frame) | reference-side stream block 1 | block 64 |", "| --- " * 10 + "|"]
 fmt = lambda v: "n/a" if v is None else f"{v:.0f}"
 for fam in ("lru", "s5", "dss", "ema"):
     g = lambda k: bm[k]["ns_per_frame"]
     p = {"stream_block1_ns_per_frame": None, "stream_block64_ns_per_frame": None, **peer[fam]}
     lines.append(f"| {fam} | {g(f'BM_LtiAStream/{fam}/H:64/N:64/block:1/real_time'):.0f} | {g(f'BM_LtiAStream/{fam}/H:64/N:64/block:64/real_time'):.0f} | "
-                 f"{g(f'BM_LtiABatch/{fam}/H:64/N:64/threads:1/real_time'):.0f} | {g(f'BM_LtiABatch/{fam}/H:64/N:64/threads:2/real_time'):.0f} | "
+                 f"{g(f'BM_LtiABatch/{fam}/H:64/N:64/threads:1/recurrence:0/real_time'):.0f} | "
+                 f"{g(f'BM_LtiABatch/{fam}/H:64/N:64/threads:2/recurrence:0/real_time'):.0f} | "
+                 f"{g(f'BM_LtiABatch/{fam}/H:64/N:64/threads:1/recurrence:1/real_time'):.0f} | "
+                 f"{bm[f'BM_LtiABatch/{fam}/H:64/N:64/threads:1/recurrence:0/real_time'].get('label', '')} | "
                  f"{p['batch_ns_per_frame']:.0f} | {fmt(p['stream_block1_ns_per_frame'])} | {fmt(p['stream_block64_ns_per_frame'])} |")
 lines += ["", "One frame = 64 channel samples through one layer. ns per channel-sample = ns/frame ÷ 64.",
           "LRU/S5 peers: the reference module's jit `apply` (batch, 2^17 frames) and, since the references have no step, a jitted "

@@ -26,7 +26,8 @@ export CC=${CC:-clang-14} CXX=${CXX:-clang++-14}
 mkdir -p "$build"
 
 if ! cmake -S "$src" -B "$build" -DSSM_FUZZ=ON -DSSM_APPS=OFF -DSSM_CUDA=OFF -DSSM_BENCH=OFF \
-       -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/run_fuzz.configure.log" 2>&1 ||
+       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+       >"$build/run_fuzz.configure.log" 2>&1 ||
    ! cmake --build "$build" -j"${JOBS:-2}" --target "$target" >"$build/run_fuzz.build.log" 2>&1; then
     echo "run_fuzz: build failed; see $build/run_fuzz.configure.log and $build/run_fuzz.build.log" >&2
     tail -30 "$build/run_fuzz.build.log" "$build/run_fuzz.configure.log" 2>/dev/null >&2 || true

@@ -22,24 +22,41 @@ LtiConv::LtiConv(BatchContext& ctx, LtiCore core, std::string what)
     state_.assign(core_.state_size, 0.0f);
     rows_in_.assign(kBlock * core_.channels, 0.0f);
     rows_out_.assign(kBlock * Cout_, 0.0f);
-    const std::string rec_what = "recurrence (channels split over threads, bit-identical to streaming)";
     if (ctx.options.backend == Backend::recurrence) {
         plan_.backend = "recurrence";
         plan_.reason = "forced";
         return;
     }
-    if (!find_kernel(ctx.options.kernel_tolerance, ctx.options.max_kernel)) {
+    const std::size_t cap = ctx.options.max_kernel;
+    const double budget = ctx.options.fft_layer_bytes, rec_cost = core_.recurrence_ns;
+    // Automatic: the longest kernel whose FFT would still be cheaper than the recurrence (FFT cost grows with the
+    // kernel), so that a recurrence that wins anyway is not first run through a long impulse response.
+    std::size_t break_even = 0;
+    if (ctx.options.backend == Backend::automatic) {
+        std::size_t lo = 1, hi = cap + 1;
+        while (lo < hi) {
+            const std::size_t mid = lo + (hi - lo) / 2;
+            const auto c = FftConv::choose(mid + 1, chunk_, Cout_, budget);
+            if (c.fits && fft_cost(c) < rec_cost) lo = mid + 1; else hi = mid;
+        }
+        break_even = lo - 1;
+    }
+    const bool hopeless = ctx.options.backend == Backend::automatic &&
+                          (break_even == 0 || (core_.fir_length > 0 && core_.fir_length > break_even));
+    const Kernel k = hopeless ? Kernel::costlier : find_kernel(ctx.options.kernel_tolerance, cap, break_even);
+    if (k != Kernel::found) {
         plan_.backend = "recurrence";
-        plan_.reason = "kernel decays slower than max_kernel=" + std::to_string(ctx.options.max_kernel) +
-                       " taps allow; the FFT view would truncate it";
+        plan_.reason = k == Kernel::too_long
+                           ? "kernel decays slower than max_kernel=" + std::to_string(cap) + " taps allow; the FFT view would truncate it"
+                           : "cost model: an FFT of a kernel longer than " + std::to_string(break_even) +
+                                 " taps would cost more than the recurrence (" + fmt(rec_cost) +
+                                 " ns/sample/channel), and this kernel is longer";
         taps_ = {};
         return;
     }
     // One tap more than the kernel: the history then holds the Lk inputs a saved state is replayed from.
-    const FftConv::Choice choice = FftConv::choose(Lk_ + 1, chunk_, Cout_, ctx.options.fft_layer_bytes);
-    // Per input sample and channel: one forward transform serves `fan` products and inverse transforms.
-    const double fft_cost = choice.cost_ns() * (1.0 + static_cast<double>(core_.fan)) / 2.0;
-    const double rec_cost = core_.recurrence_ns;
+    const FftConv::Choice choice = FftConv::choose(Lk_ + 1, chunk_, Cout_, budget);
+    const double fft_cost = this->fft_cost(choice);
     plan_.kernel_length = Lk_;
     plan_.fft_size = choice.M;
     plan_.outputs_per_fft = static_cast<std::size_t>(choice.outputs);
@@ -61,6 +78,11 @@ LtiConv::LtiConv(BatchContext& ctx, LtiCore core, std::string what)
     free_.assign(core_.state_size, 0.0f);
 }
 
+// Per input sample and channel: one forward transform serves `fan` products and inverse transforms.
+double LtiConv::fft_cost(const FftConv::Choice& c) const noexcept {
+    return c.cost_ns() * (1.0 + static_cast<double>(core_.fan)) / 2.0;
+}
+
 void LtiConv::recur(const float* in, float* y, std::size_t frames, float* state) const {
     const std::size_t units = (core_.channels + core_.group - 1) / core_.group;
     const std::size_t grain = std::max<std::size_t>(1, units / (4 * pool_.size()));
@@ -74,14 +96,14 @@ void LtiConv::recur(const float* in, float* y, std::size_t frames, float* state)
 // rest is below a quarter of its budget (rest ≈ b·r/(1 − r) from the last block's sum b and its ratio r to the one
 // before, r < 0.9); then the shortest length whose dropped taps (computed and estimated) stay
 // within `tol` × ‖K‖₁ for every channel.
-bool LtiConv::find_kernel(double tol, std::size_t cap) {
+LtiConv::Kernel LtiConv::find_kernel(double tol, std::size_t cap, std::size_t break_even) {
     const std::size_t C = core_.channels;
     const bool fir = core_.fir_length > 0;
     const std::size_t limit = fir ? core_.fir_length : cap;
     std::vector<float> st(core_.state_size, 0.0f);
     std::vector<double> l1(Cout_, 0.0), prev(Cout_, 0.0), cur(Cout_, 0.0), rest(Cout_, 0.0);
     taps_.clear();
-    std::size_t len = 0;
+    std::size_t len = 0, far = 0;  // far: consecutive blocks projected well past max_kernel
     bool converged = fir;
     while (len < limit) {
         const std::size_t n = std::min(kBlock, limit - len);
@@ -98,7 +120,7 @@ bool LtiConv::find_kernel(double tol, std::size_t cap) {
             finite = finite && std::isfinite(l1[j]);
         }
         len += n;
-        if (!finite) return false;
+        if (!finite) return Kernel::too_long;
         if (fir) continue;
         bool ok = len >= 2 * kBlock || n < kBlock;
         for (std::size_t j = 0; j < Cout_ && ok; ++j) {
@@ -113,16 +135,29 @@ bool LtiConv::find_kernel(double tol, std::size_t cap) {
             if (cur[j] <= 1e-5 * tol * l1[j]) rest[j] = std::min(rest[j], 10.0 * cur[j]);
             ok = rest[j] <= 0.25 * tol * l1[j];
         }
+        // Where it is heading: blocks still needed at the slowest channel's ratio. Give up early when that passes
+        // max_kernel (or, automatic, the break-even length) by far.
+        double blocks = 0;
+        for (std::size_t j = 0; j < Cout_ && !ok; ++j) {
+            if (cur[j] == 0.0 || prev[j] == 0.0) continue;
+            const double r = cur[j] / prev[j];
+            if (r >= 1.0 || cur[j] <= 1e-2 * tol * l1[j]) continue;  // not decaying yet / nearly done
+            blocks = std::max(blocks, std::log(0.25 * tol * l1[j] * (1.0 - r) / (cur[j] * r)) / std::log(r));
+        }
         prev = cur;
         if (ok) {
             converged = true;
             break;
         }
+        const double projected = static_cast<double>(len) + blocks * static_cast<double>(kBlock);
+        far = projected > 4.0 * static_cast<double>(cap) ? far + 1 : 0;
+        if (len >= 16 * kBlock && far >= 3) return Kernel::too_long;
+        if (break_even > 0 && len > break_even + kBlock) return Kernel::costlier;
     }
-    if (!converged) return false;
+    if (!converged) return Kernel::too_long;
     if (fir) {
         Lk_ = len;
-        return true;
+        return break_even > 0 && Lk_ > break_even ? Kernel::costlier : Kernel::found;
     }
     std::size_t need = 1;
     for (std::size_t j = 0; j < Cout_; ++j) {
@@ -138,7 +173,7 @@ bool LtiConv::find_kernel(double tol, std::size_t cap) {
     }
     Lk_ = need;
     taps_.resize(Lk_ * Cout_);
-    return true;
+    return break_even > 0 && Lk_ > break_even ? Kernel::costlier : Kernel::found;
 }
 
 void LtiConv::run(const float* in, float* y, std::size_t frames) {

@@ -52,7 +52,10 @@ public:
 
 private:
     void recur(const float* in, float* y, std::size_t frames, float* state) const;
-    bool find_kernel(double tol, std::size_t cap);
+    enum class Kernel { found, too_long, costlier };
+    /** `break_even` > 0: stop (costlier) once the kernel is known to be longer than that (the FFT would cost more). */
+    Kernel find_kernel(double tol, std::size_t cap, std::size_t break_even);
+    double fft_cost(const FftConv::Choice& c) const noexcept;
 
     static constexpr std::size_t kBlock = 1024;  // frames per block of the impulse response, replay and free response
     ThreadPool& pool_;
