@@ -8,14 +8,6 @@
 
 namespace ssm::detail {
 
-namespace {
-std::string fmt(double v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.3g", v);
-    return b;
-}
-}  // namespace
-
 LtiConv::LtiConv(BatchContext& ctx, LtiCore core, std::string what)
     : pool_(ctx.pool), core_(std::move(core)), Cout_(core_.channels * core_.fan), chunk_(ctx.options.chunk_frames) {
     plan_.layer = std::move(what);
@@ -49,7 +41,7 @@ LtiConv::LtiConv(BatchContext& ctx, LtiCore core, std::string what)
         plan_.reason = k == Kernel::too_long
                            ? "kernel decays slower than max_kernel=" + std::to_string(cap) + " taps allow; the FFT view would truncate it"
                            : "cost model: an FFT of a kernel longer than " + std::to_string(break_even) +
-                                 " taps would cost more than the recurrence (" + fmt(rec_cost) +
+                                 " taps would cost more than the recurrence (" + fmt3(rec_cost) +
                                  " ns/sample/channel), and this kernel is longer";
         taps_ = {};
         return;
@@ -57,19 +49,10 @@ LtiConv::LtiConv(BatchContext& ctx, LtiCore core, std::string what)
     // One tap more than the kernel: the history then holds the Lk inputs a saved state is replayed from.
     const FftConv::Choice choice = FftConv::choose(Lk_ + 1, chunk_, Cout_, budget);
     const double fft_cost = this->fft_cost(choice);
-    plan_.kernel_length = Lk_;
-    plan_.fft_size = choice.M;
-    plan_.outputs_per_fft = static_cast<std::size_t>(choice.outputs);
-    if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || !choice.fits)) {
-        plan_.backend = "recurrence";
-        plan_.reason = "cost model: recurrence " + fmt(rec_cost) + " ns/sample/channel vs FFT " + fmt(fft_cost) +
-                       (!choice.fits ? " (and FFT kernel spectra would need " + fmt(choice.spectra_bytes / 1e6) + " MB)" : "");
+    if (!choose_fft(plan_, ctx.options.backend, Lk_, choice, fft_cost, rec_cost)) {
         taps_ = {};
         return;
     }
-    plan_.backend = "fft";
-    plan_.reason = ctx.options.backend == Backend::fft ? "forced" : "cost model: FFT " + fmt(fft_cost) +
-                   " ns/sample/channel vs recurrence " + fmt(rec_cost);
     conv_ = std::make_unique<FftConv>(ctx, core_.channels, core_.fan, choice, [&](std::size_t j, double* k) {
         for (std::size_t t = 0; t < Lk_; ++t) k[t] = static_cast<double>(taps_[t * Cout_ + j]);
     });

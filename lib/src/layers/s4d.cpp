@@ -232,18 +232,7 @@ public:
         // model fit"): recurrence ≈ a·N/2 + b; FFT ≈ c·M·log2(M)/outputs per transform + d.
         const double rec_cost = kRecA * static_cast<double>(N2) + kRecB;
         const double fft_cost = choice.cost_ns();
-        plan_.kernel_length = Lk_;
-        plan_.fft_size = choice.M;
-        plan_.outputs_per_fft = static_cast<std::size_t>(choice.outputs);
-        if (ctx.options.backend == Backend::automatic && (fft_cost >= rec_cost || !choice.fits)) {
-            plan_.backend = "recurrence";
-            plan_.reason = "cost model: recurrence " + fmt(rec_cost) + " ns/sample/channel vs FFT " + fmt(fft_cost) +
-                           (!choice.fits ? " (and FFT kernel spectra would need " + fmt(choice.spectra_bytes / 1e6) + " MB)" : "");
-            return;
-        }
-        plan_.backend = "fft";
-        plan_.reason = ctx.options.backend == Backend::fft ? "forced" : "cost model: FFT " + fmt(fft_cost) +
-                       " ns/sample/channel vs recurrence " + fmt(rec_cost);
+        if (!choose_fft(plan_, ctx.options.backend, Lk_, choice, fft_cost, rec_cost)) return;
         // Taps in double; D is tap 0 (y = (K + Dδ) ∗ u), so the skip costs nothing. The channel-major outputs go
         // to the GLU's scratch when it is wide enough (free until `finish`).
         const bool reuse = L_.out_w * chunk_ >= FftConv::out_scratch_floats(H, 1, chunk_);
@@ -337,12 +326,6 @@ public:
     void collect_plans(std::vector<LayerPlan>& plans) const override { plans.push_back(plan_); }
 
 private:
-    static std::string fmt(double v) {
-        char b[32];
-        std::snprintf(b, sizeof b, "%.3g", v);
-        return b;
-    }
-
     // A loaded recurrent state decays through the first Lk outputs after the load.
     void inject_free(std::size_t h0, std::size_t h1, std::size_t frames) {
         const std::size_t H = L_.H, N2 = L_.N2, m = std::min(free_left_, frames);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -57,6 +58,27 @@ void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds
 }
 
 }  // namespace
+
+std::string fmt3(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", v);
+    return b;
+}
+
+bool choose_fft(LayerPlan& plan, Backend backend, std::size_t taps, const FftConv::Choice& c, double fft_ns, double rec_ns) {
+    plan.kernel_length = taps;
+    plan.fft_size = c.M;
+    plan.outputs_per_fft = static_cast<std::size_t>(c.outputs);
+    if (backend == Backend::automatic && (fft_ns >= rec_ns || !c.fits)) {
+        plan.backend = "recurrence";
+        plan.reason = "cost model: recurrence " + fmt3(rec_ns) + " ns/sample/channel vs FFT " + fmt3(fft_ns) +
+                      (!c.fits ? " (and FFT kernel spectra would need " + fmt3(c.spectra_bytes / 1e6) + " MB)" : "");
+        return false;
+    }
+    plan.backend = "fft";
+    plan.reason = backend == Backend::fft ? "forced" : "cost model: FFT " + fmt3(fft_ns) + " ns/sample/channel vs recurrence " + fmt3(rec_ns);
+    return true;
+}
 
 FftConv::Choice FftConv::choose(std::size_t taps, std::size_t chunk, std::size_t kernels, double budget) {
     Choice c;

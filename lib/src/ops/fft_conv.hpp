@@ -88,4 +88,12 @@ private:
     std::vector<float> hist_;  // [Cin][hl_]
 };
 
+/** Fills `plan`'s kernel length, FFT size, outputs, backend and reason for a layer whose kernel of `taps` taps would
+ * run as `c` at `fft_ns`, or as its recurrence at `rec_ns` (ns per sample per channel); true: use the FFT. Forced
+ * FFT always takes it; automatic takes the cheaper one within the spectra budget. */
+bool choose_fft(LayerPlan& plan, Backend backend, std::size_t taps, const FftConv::Choice& c, double fft_ns, double rec_ns);
+
+/** "%.3g" of v (plans' reasons). */
+std::string fmt3(double v);
+
 }  // namespace ssm::detail
