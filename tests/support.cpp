@@ -93,6 +93,12 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
     return m;
 }
 
+double max_abs_diff64(const std::vector<float>& a, const std::vector<double>& b) {
+    double m = a.size() == b.size() ? 0.0 : INFINITY;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
+    return m;
+}
+
 std::vector<float> run_stream(const std::shared_ptr<const Model>& m, const std::vector<float>& in, std::size_t block) {
     Stream s(m);
     s.prepare({m->info().sample_rate, block, 0});

@@ -31,6 +31,8 @@ std::filesystem::path write_temp_model(const S4DModelSpec& spec, const std::stri
 std::vector<float> random_signal(std::size_t frames, std::size_t channels, std::uint32_t seed, float scale = 1.0f);
 double rms(const std::vector<float>& v);
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+/** max |a − b| against a float64 reference (a golden file's `output_f64`); infinite when the sizes differ. */
+double max_abs_diff64(const std::vector<float>& a, const std::vector<double>& b);
 
 /** Streams `in` through a fresh Stream in blocks of `block` frames. */
 std::vector<float> run_stream(const std::shared_ptr<const Model>& m, const std::vector<float>& in, std::size_t block);

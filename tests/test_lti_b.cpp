@@ -25,12 +25,6 @@ namespace {
 const fs::path kDir = fs::path(SSM_SOURCE_DIR) / "tests" / "golden" / "s4";
 const char* kCases[] = {"s4_layer_default", "s4_layer_legt_rank2", "s4_layer_nofinal", "s4_layer_fout", "s4_model_h128"};
 
-double max_abs_diff64(const std::vector<float>& a, const std::vector<double>& b) {
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
-    return m;
-}
-
 // The golden model file re-encoded with `edit` applied to its tensor list (all as F32; metadata unchanged).
 std::vector<std::byte> edited_model(const std::string& stem, const std::function<void(std::vector<TensorData>&)>& edit) {
     const auto f = TensorFile::open(kDir / (stem + ".model.safetensors"));

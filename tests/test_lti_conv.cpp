@@ -52,12 +52,6 @@ BatchOptions fft_options(std::size_t threads = 2, std::size_t chunk = 1 << 15) {
     return o;
 }
 
-double max_abs_diff64(const std::vector<float>& a, const std::vector<double>& b) {
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(static_cast<double>(a[i]) - b[i]));
-    return m;
-}
-
 }  // namespace
 
 TEST(LtiConv, EveryFamilyPlansAnFftWhenAsked) {

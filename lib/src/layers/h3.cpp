@@ -41,20 +41,22 @@ public:
     std::size_t shift_size() const noexcept { return H * N; }
     std::size_t diag_size() const noexcept { return 2 * H * N2; }
     std::size_t state_size() const noexcept override { return shift_size() + diag_size(); }
-    // qkv (3H) | k, then the diagonal SSM's output (H) | the shift SSM's output, then k'·v (H)
+    // qkv (3H) | the diagonal SSM's output (H) | the shift SSM's output, then k'·v (H)
     std::size_t scratch_size(std::size_t max_block) const noexcept override { return max_block * 5 * H; }
     std::size_t param_count() const noexcept override { return params; }
     std::string describe() const override {
         return "h3 '" + name + "' d_model=" + std::to_string(H) + " d_state=" + std::to_string(N) + " disc=" + disc;
     }
 
-    // Shift SSM for channels [h0, h1): rows of k → rows of k' = K ∗ k + D_k k (the last N values of k in `hist`).
-    void shift_scan(std::size_t h0, std::size_t h1, const float* k, float* ks, std::size_t frames, float* state) const noexcept {
+    // Shift SSM for channels [h0, h1): k (rows `k_stride` apart) → rows of k' = K ∗ k + D_k k (the last N values of k
+    // in `hist`).
+    void shift_scan(std::size_t h0, std::size_t h1, const float* k, std::size_t k_stride, float* ks, std::size_t frames,
+                    float* state) const noexcept {
         for (std::size_t h = h0; h < h1; ++h) {
             float* hist = state + h * N;
             const float* Kh = K.data() + h * N;
             for (std::size_t t = 0; t < frames; ++t) {
-                const float kt = k[t * H + h];
+                const float kt = k[t * k_stride + h];
                 std::memmove(hist + 1, hist, (N - 1) * sizeof(float));
                 hist[0] = kt;
                 float sk = 0.0f;
@@ -89,10 +91,12 @@ public:
         }
     }
 
-    // The pointwise parts over rows [0, frames): q, k, v = projections of `in`; k copied out to rows of H.
+    // The pointwise parts over rows [0, frames): q, k, v = projections of `in`; for the batch view (whose convolution
+    // reads rows of H) k is also copied out to `k` when given.
     void project(const float* in, float* qkv, float* k, std::size_t frames) const noexcept {
         dense_forward(in, qkv, frames, H, 3 * H, wqkv.data(), bqkv.data());
-        for (std::size_t t = 0; t < frames; ++t) std::copy_n(qkv + t * 3 * H + H, H, k + t * H);
+        if (k != nullptr)
+            for (std::size_t t = 0; t < frames; ++t) std::copy_n(qkv + t * 3 * H + H, H, k + t * H);
     }
     // k' ← k' ⊙ v (in place)
     void gate_v(const float* qkv, float* ks, std::size_t frames) const noexcept {
@@ -116,10 +120,10 @@ public:
 
     void step(const float* in, float* out, std::size_t frames, float* state, float* scratch) const noexcept override {
         float* qkv = scratch;                  // frames × 3H
-        float* a = scratch + frames * 3 * H;   // k, then y
+        float* a = scratch + frames * 3 * H;   // y
         float* b = a + frames * H;             // k', then k'·v
-        project(in, qkv, a, frames);
-        shift_scan(0, H, a, b, frames, state);
+        project(in, qkv, nullptr, frames);
+        shift_scan(0, H, qkv + H, 3 * H, b, frames, state);  // k read in place from the qkv rows
         gate_v(qkv, b, frames);
         diag_scan(0, H, b, a, frames, state + shift_size());
         output(qkv, a, out, frames);
@@ -146,7 +150,9 @@ public:
         c.state_size = l.shift_size();
         c.fir_length = l.N;
         c.recurrence_ns = 0.3 * static_cast<double>(l.N) + 2.0;
-        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t f, float* st) { l.shift_scan(h0, h1, in, y, f, st); };
+        c.scan = [&l](std::size_t h0, std::size_t h1, const float* in, float* y, std::size_t f, float* st) {
+            l.shift_scan(h0, h1, in, l.H, y, f, st);
+        };
         return c;
     }
     static LtiCore diag_core(const H3& l) {
