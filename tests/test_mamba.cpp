@@ -20,10 +20,11 @@ namespace {
 double tol_of(const std::vector<float>& ref) { return 1e-4 * std::max(rms(ref), 1e-3); }
 
 std::vector<float> run_batch(const std::shared_ptr<const Model>& m, const std::vector<float>& in, std::size_t chunk = 1 << 15,
-                             std::size_t piece = 0, std::size_t threads = 0) {
+                             std::size_t piece = 0, std::size_t threads = 0, Backend backend = Backend::automatic) {
     BatchOptions o;
     o.chunk_frames = chunk;
     o.threads = threads;
+    o.backend = backend;
     return run_batch_with(m, in, o, piece);
 }
 
@@ -65,6 +66,9 @@ TEST(MambaGolden, WholeSequenceAndTokenByTokenMatchTransformers) {
         const auto blocks = run_stream(m, g.tokens, 5);
         EXPECT_LE(max_abs_diff(batch, g.logits), tol) << "batch vs transformers float32";
         EXPECT_LE(max_diff64(batch, g.logits_f64), tol) << "batch vs transformers float64";
+        // Mamba-2's two batch scans (SSD, forced by the parallel view, and the recurrence), whichever auto took
+        for (Backend b : {Backend::fft, Backend::recurrence})
+            EXPECT_LE(max_diff64(run_batch(m, g.tokens, 1 << 15, 0, 0, b), g.logits_f64), tol) << "batch backend " << int(b);
         EXPECT_LE(max_diff64(step, g.logits_f64), tol) << "token by token vs transformers float64";
         EXPECT_LE(max_diff64(blocks, g.logits_f64), tol) << "blocks of 5 vs transformers float64";
         // transformers' Mamba-2 cache step does not clamp dt to time_step_limit (its whole-sequence path does, as
@@ -116,18 +120,22 @@ TEST(MambaStreamBatch, SignalModelsAgreeInEveryBlockSizeChunkAndThreadCount) {
                 const auto ref = run_stream(m, in, 1);
                 const double tol = tol_of(ref);
                 for (std::size_t block : {3u, 64u, 512u}) EXPECT_LE(max_abs_diff(ref, run_stream(m, in, block)), tol) << "block " << block;
-                EXPECT_LE(max_abs_diff(ref, run_batch(m, in)), tol) << "batch";
-                EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 100, 333)), tol) << "batch chunk 100 pieces 333";
-                EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 4096, 0, 1)), tol) << "batch 1 thread";
-                EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 4096, 0, 3)), tol) << "batch 3 threads";
+                for (Backend b : {Backend::automatic, Backend::fft, Backend::recurrence}) {
+                    SCOPED_TRACE("backend " + std::to_string(static_cast<int>(b)));
+                    EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 1 << 15, 0, 0, b)), tol) << "batch";
+                    EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 100, 333, 0, b)), tol) << "batch chunk 100 pieces 333";
+                    EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 4096, 0, 1, b)), tol) << "batch 1 thread";
+                    EXPECT_LE(max_abs_diff(ref, run_batch(m, in, 4096, 0, 3, b)), tol) << "batch 3 threads";
+                }
             }
         }
     }
 }
 
 TEST(MambaStreamBatch, StateCarriesAcrossViews) {
-    for (const char* family : {"mamba", "mamba2"}) {
-        SCOPED_TRACE(family);
+    for (const char* family : {"mamba", "mamba2"})
+      for (Backend bk : {Backend::fft, Backend::recurrence}) {
+        SCOPED_TRACE(std::string(family) + " backend " + std::to_string(static_cast<int>(bk)));
         MambaSignalSpec spec;
         spec.family = family;
         const auto m = make_mamba_signal_model(spec);
@@ -141,7 +149,18 @@ TEST(MambaStreamBatch, StateCarriesAcrossViews) {
         for (std::size_t t = 0; t < half; t += 64) s.process(in.data() + t * cin, out.data() + t * cout, std::min<std::size_t>(64, half - t));
         std::vector<std::byte> snap(s.state_bytes());
         s.save_state(snap);
-        Batch b(m, {});
+        BatchOptions bo;
+        bo.backend = bk;
+        Batch b(m, bo);
+        if (std::string(family) == "mamba2") {
+            std::size_t scans = 0;
+            for (const auto& p : b.plan())
+                if (p.layer.rfind("mamba2", 0) == 0) {
+                    EXPECT_EQ(p.backend, bk == Backend::fft ? "ssd" : "recurrence") << p.reason;
+                    ++scans;
+                }
+            EXPECT_GT(scans, 0u);
+        }
         b.load_state(snap);
         b.process(in.data() + half * cin, out.data() + half * cout, n - half);
         EXPECT_LE(max_abs_diff(ref, out), tol_of(ref));

@@ -39,7 +39,7 @@ struct BatchOptions {
 /** How one layer is run, and why (printed by `ssm run --json` and on a forced fallback). */
 struct LayerPlan {
     std::string layer;
-    std::string backend;   ///< "fft", "recurrence" or "pointwise"
+    std::string backend;   ///< "fft", "recurrence", "ssd" (Mamba-2's chunked matrix form) or "pointwise"
     std::string reason;
     std::size_t kernel_length = 0; ///< FFT: taps kept
     std::size_t fft_size = 0;

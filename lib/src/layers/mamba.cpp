@@ -33,7 +33,7 @@ public:
     std::size_t out_width() const noexcept override { return D; }
     std::size_t state_size() const noexcept override { return (K - 1) * E + E * N; }
     std::size_t scratch_size(std::size_t mb) const noexcept override {
-        return mb * 2 * E + (K - 1 + mb) * E + mb * E + mb * dbc() + mb * E + mb * E + 64;
+        return mb * 2 * E + mb * E + mb * dbc() + mb * E + mb * E + 64;
     }
     std::size_t param_count() const noexcept override {
         return w_in.size() + b_in.size() + conv_wt.size() + conv_b.size() + w_x.size() + w_dt.size() + b_dt.size() +
@@ -49,13 +49,12 @@ public:
     }
 
     struct Buffers {
-        float *xz, *pad, *xc, *dbc, *delta, *y;
+        float *xz, *xc, *dbc, *delta, *y;
     };
     Buffers carve(float* s, std::size_t mb) const noexcept {
         Buffers b{};
         b.xz = s;
-        b.pad = b.xz + mb * 2 * E;
-        b.xc = b.pad + (K - 1 + mb) * E;
+        b.xc = b.xz + mb * 2 * E;
         b.dbc = b.xc + mb * E;
         b.delta = b.dbc + mb * dbc();
         b.y = b.delta + mb * E;
@@ -69,7 +68,7 @@ public:
     }
     void conv(const Buffers& b, std::size_t frames, float* window, std::size_t c0, std::size_t c1) const noexcept {
         causal_conv_silu(b.xz, 2 * E, frames, E, K, conv_wt.data(), conv_b.empty() ? nullptr : conv_b.data(), window,
-                         b.pad, b.xc, E, c0, c1);
+                         b.xc, E, c0, c1);
     }
     void x_and_dt_proj(const Buffers& b, std::size_t t0, std::size_t t1) const noexcept {
         const std::size_t w = dbc();
@@ -192,6 +191,7 @@ std::unique_ptr<Layer> make_mamba(const nlohmann::json& c, Params& p, std::size_
     m->E = get_size(c, "d_inner");
     m->N = get_size(c, "d_state");
     m->K = get_size(c, "d_conv");
+    if (m->K < 1 || m->K > 16) throw ConfigError("layer " + layer_label(c) + ": d_conv must be 1 to 16");
     m->R = get_size(c, "dt_rank");
     if (m->N > 256) throw ConfigError("layer " + layer_label(c) + ": d_state above 256 is not supported");
     m->bcdt_norm = c.contains("bcdt_rms_eps") && !c["bcdt_rms_eps"].is_null();

@@ -12,10 +12,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
-#include "layers/mamba_common.hpp"
+#include "layers/mamba_common.hpp"  // before immintrin.h: it includes Eigen (and the intrinsics) past a GCC 12 false warning
 #include "ops/thread_pool.hpp"
 #include "ssmstream/error.hpp"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace ssm::detail {
 
@@ -36,7 +41,7 @@ public:
     std::size_t out_width() const noexcept override { return D; }
     std::size_t state_size() const noexcept override { return (K - 1) * conv_dim() + H * P * N; }
     std::size_t scratch_size(std::size_t mb) const noexcept override {
-        return mb * proj_width() + (K - 1 + mb) * conv_dim() + mb * conv_dim() + mb * H + mb * E + 64;
+        return mb * proj_width() + mb * conv_dim() + mb * H + mb * E + 64;
     }
     std::size_t param_count() const noexcept override {
         return w_in.size() + b_in.size() + conv_wt.size() + conv_b.size() + 3 * H + norm_w.size() + w_out.size() + b_out.size();
@@ -51,13 +56,12 @@ public:
     }
 
     struct Buffers {
-        float *zx, *pad, *xbc, *dt, *y;
+        float *zx, *xbc, *dt, *y;
     };
     Buffers carve(float* s, std::size_t mb) const noexcept {
         Buffers b{};
         b.zx = s;
-        b.pad = b.zx + mb * proj_width();
-        b.xbc = b.pad + (K - 1 + mb) * conv_dim();
+        b.xbc = b.zx + mb * proj_width();
         b.dt = b.xbc + mb * conv_dim();
         b.y = b.dt + mb * H;
         return b;
@@ -74,50 +78,103 @@ public:
     }
     void conv(const Buffers& b, std::size_t frames, float* window, std::size_t c0, std::size_t c1) const noexcept {
         causal_conv_silu(b.zx + E, proj_width(), frames, conv_dim(), K, conv_wt.data(), conv_b.empty() ? nullptr : conv_b.data(),
-                         window, b.pad, b.xbc, conv_dim(), c0, c1);
+                         window, b.xbc, conv_dim(), c0, c1);
     }
     const float* Bp(const Buffers& b, std::size_t t, std::size_t g) const noexcept { return b.xbc + t * conv_dim() + E + g * N; }
     const float* Cp(const Buffers& b, std::size_t t, std::size_t g) const noexcept {
         return b.xbc + t * conv_dim() + E + G * N + g * N;
     }
-    // The recurrence, heads [h0, h1).
+    // The recurrence, heads [h0, h1): per frame the rank-1 update s = e^{ΔA}·s + (Δx)·Bᵀ and y = s·C + D·x. With
+    // AVX-512 both run in one pass over s, four rows at a time, their four dot products reduced together (a horizontal
+    // sum per row costs as much as the row's update); otherwise the update row by row and y as a matrix-vector product.
     void scan(const Buffers& b, std::size_t frames, float* s_all, std::size_t h0, std::size_t h1) const noexcept {
+        using Eigen::Index;
         const std::size_t cd = conv_dim(), hpg = H / G;
         for (std::size_t h = h0; h < h1; ++h) {
             float* s = s_all + h * P * N;
             const std::size_t g = h / hpg;
+            const Rows S(s, static_cast<Index>(P), static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(N)));
+            const float* dk = Dskip.data() + h * P;
             for (std::size_t t = 0; t < frames; ++t) {
                 const float d = b.dt[t * H + h], dA = std::exp(d * A[h]);
                 const float* Bv = Bp(b, t, g);
                 const float* Cv = Cp(b, t, g);
-                for (std::size_t p = 0; p < P; ++p) {
-                    const float x = b.xbc[t * cd + h * P + p], dx = d * x;
-                    float* sp = s + p * N;
-                    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                    for (std::size_t n = 0; n < N; ++n) {
-                        sp[n] = dA * sp[n] + dx * Bv[n];
-                        acc += Cv[n] * sp[n];
-                    }
-                    b.y[t * E + h * P + p] = acc + Dskip[h * P + p] * x;
+                const float* x = b.xbc + t * cd + h * P;
+                float* y = b.y + t * E + h * P;
+                std::size_t p = 0;
+#if defined(__AVX512F__)
+                if (N % 16 == 0) p = scan_rows4(s, Bv, Cv, x, dk, d, dA, y);
+#endif
+                if (p == P) continue;
+                for (std::size_t q = p; q < P; ++q) {
+                    const float dx = d * x[q];
+                    float* sp = s + q * N;
+#pragma omp simd
+                    for (std::size_t n = 0; n < N; ++n) sp[n] = dA * sp[n] + dx * Bv[n];
                 }
+                const auto rest = static_cast<Index>(P - p);
+                Eigen::Map<Eigen::VectorXf> Y(y + p, rest);
+                Y.noalias() = S.bottomRows(rest) * Eigen::Map<const Eigen::VectorXf>(Cv, static_cast<Index>(N));
+                for (std::size_t q = p; q < P; ++q) y[q] += dk[q] * x[q];
             }
         }
     }
+#if defined(__AVX512F__)
+    // Rows [0, P/4·4) of one head and frame (N a multiple of 16); returns the rows done.
+    std::size_t scan_rows4(float* s, const float* Bv, const float* Cv, const float* x, const float* dk, float d, float dA,
+                           float* y) const noexcept {
+        const __m512 a = _mm512_set1_ps(dA);
+        const std::size_t done = P / 4 * 4;
+        for (std::size_t p = 0; p < done; p += 4) {
+            float* r0 = s + p * N;
+            float* r1 = r0 + N;
+            float* r2 = r1 + N;
+            float* r3 = r2 + N;
+            const __m512 x0 = _mm512_set1_ps(d * x[p]), x1 = _mm512_set1_ps(d * x[p + 1]), x2 = _mm512_set1_ps(d * x[p + 2]),
+                         x3 = _mm512_set1_ps(d * x[p + 3]);
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (std::size_t n = 0; n < N; n += 16) {
+                const __m512 bv = _mm512_loadu_ps(Bv + n), cv = _mm512_loadu_ps(Cv + n);
+                const __m512 v0 = _mm512_fmadd_ps(a, _mm512_loadu_ps(r0 + n), _mm512_mul_ps(x0, bv));
+                const __m512 v1 = _mm512_fmadd_ps(a, _mm512_loadu_ps(r1 + n), _mm512_mul_ps(x1, bv));
+                const __m512 v2 = _mm512_fmadd_ps(a, _mm512_loadu_ps(r2 + n), _mm512_mul_ps(x2, bv));
+                const __m512 v3 = _mm512_fmadd_ps(a, _mm512_loadu_ps(r3 + n), _mm512_mul_ps(x3, bv));
+                _mm512_storeu_ps(r0 + n, v0);
+                _mm512_storeu_ps(r1 + n, v1);
+                _mm512_storeu_ps(r2 + n, v2);
+                _mm512_storeu_ps(r3 + n, v3);
+                c0 = _mm512_fmadd_ps(cv, v0, c0);
+                c1 = _mm512_fmadd_ps(cv, v1, c1);
+                c2 = _mm512_fmadd_ps(cv, v2, c2);
+                c3 = _mm512_fmadd_ps(cv, v3, c3);
+            }
+            // 4 × 16 lanes → 4 sums: halves added, then three horizontal adds leave row r's partial sums in lane r of
+            // each 128-bit half.
+            const auto half = [](__m512 v) { return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xEE))); };
+            const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half(c0), half(c1)), _mm256_hadd_ps(half(c2), half(c3)));
+            const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            const __m128 xs = _mm_loadu_ps(x + p);
+            _mm_storeu_ps(y + p, _mm_fmadd_ps(_mm_loadu_ps(dk + p), xs, sum));
+        }
+        return done;
+    }
+#endif
     void gate_out(const Buffers& b, float* out, std::size_t t0, std::size_t t1) const noexcept {
         const std::size_t w = proj_width(), gs = E / G;
         for (std::size_t t = t0; t < t1; ++t) {
             float* y = b.y + t * E;
             const float* z = b.zx + t * w;
-            if (!gated_norm) {
+            const auto gate = [&] {
+#pragma omp simd
                 for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+            };
+            if (!gated_norm) {
+                gate();
                 continue;
             }
-            if (!norm_before_gate)
-                for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+            if (!norm_before_gate) gate();
             for (std::size_t g = 0; g < G; ++g) rms_normalize(y + g * gs, gs, norm_eps, norm_w.data() + g * gs);
-            if (norm_before_gate)
-                for (std::size_t i = 0; i < E; ++i) y[i] *= silu(z[i]);
+            if (norm_before_gate) gate();
         }
         project(b.y + t0 * E, E, t1 - t0, E, w_out, b_out.empty() ? nullptr : b_out.data(), D, out + t0 * D, D);
     }
@@ -222,14 +279,29 @@ public:
 };
 
 // Batch: the chunk in pieces of up to kPiece frames (bounded scratch), projections split by rows over the pool,
-// the convolution by channels, and SSD by heads (each head carries its own state through the piece).
+// the convolution by channels, and the scan by heads (each head carries its own state through the piece). The scan is
+// SSD (the chunked matrix form) or the recurrence: both are exact, and on a CPU the recurrence usually costs less.
+// SSD does 2·Q·(P + N/heads-per-group) flops per frame and head for the quadratic part plus the 4·P·N of its state
+// passing, the recurrence the 4·P·N alone, and it runs them almost as fast as SSD's small matrix products run theirs
+// (bench_mamba, 2-core Zen 4: bench/README.md). `--backend fft` (the layers' parallel views) forces SSD,
+// `recurrence` the recurrence, `auto` takes the cheaper by the flop counts and the two measured rates.
 class Mamba2Runner final : public LayerRunner {
 public:
     Mamba2Runner(const Mamba2& l, BatchContext& ctx) : l_(l), pool_(ctx.pool) {
         piece_ = std::min<std::size_t>(std::max<std::size_t>(kPiece / l.Qc, 1) * l.Qc, ctx.options.chunk_frames);
         scratch_ = ctx.reserve(l.scratch_size(piece_));
-        ssd_ = ctx.reserve(l.ssd_scratch() * pool_.size());
         state_.assign(l.state_size(), 0.0f);
+        const double P = static_cast<double>(l.P), N = static_cast<double>(l.N), Q = static_cast<double>(l.Qc),
+                     hpg = static_cast<double>(l.H / l.G);
+        const double rec_ns = 4 * P * N / kRecGflops, ssd_ns = (2 * Q * (P + N / hpg) + 4 * P * N) / kSsdGflops;
+        const Backend b = ctx.options.backend;
+        ssd_on_ = b == Backend::fft || (b == Backend::automatic && ssd_ns < rec_ns);
+        reason_ = b == Backend::automatic ? "cost model: " + std::string(ssd_on_ ? "SSD " : "recurrence ") +
+                                                std::to_string(static_cast<int>(std::lround(ssd_on_ ? ssd_ns : rec_ns))) +
+                                                " ns per frame and head vs " + (ssd_on_ ? "recurrence " : "SSD ") +
+                                                std::to_string(static_cast<int>(std::lround(ssd_on_ ? rec_ns : ssd_ns)))
+                                          : "forced";
+        if (ssd_on_) ssd_ = ctx.reserve(l.ssd_scratch() * pool_.size());
     }
     void run(const float* in, float* out, std::size_t frames) override {
         const std::size_t cd = l_.conv_dim();
@@ -243,9 +315,12 @@ public:
             float* s = state_.data() + (l_.K - 1) * cd;
             // Heads in contiguous runs per thread, so a run shares its group's C·Bᵀ.
             const std::size_t grain = (l_.H + pool_.size() - 1) / pool_.size();
-            split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t part) {
-                l_.ssd_heads(b, n, s + h0 * l_.P * l_.N, h0, h1, ssd_.get() + part * l_.ssd_scratch());
-            });
+            if (ssd_on_)
+                split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t part) {
+                    l_.ssd_heads(b, n, s + h0 * l_.P * l_.N, h0, h1, ssd_.get() + part * l_.ssd_scratch());
+                });
+            else
+                split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t) { l_.scan(b, n, s, h0, h1); });
             rows(n, [&](std::size_t t0, std::size_t t1) { l_.gate_out(b, y, t0, t1); });
         }
     }
@@ -253,7 +328,10 @@ public:
     void save(float* dst) const override { std::copy(state_.begin(), state_.end(), dst); }
     void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
     void collect_plans(std::vector<LayerPlan>& plans) const override {
-        plans.push_back({l_.describe(), "ssd", "SSD chunks of " + std::to_string(l_.Qc) + " frames, heads split over threads", 0, 0});
+        plans.push_back({l_.describe(), ssd_on_ ? "ssd" : "recurrence",
+                         (ssd_on_ ? "SSD chunks of " + std::to_string(l_.Qc) + " frames" : std::string("recurrence")) +
+                             ", heads split over threads (" + reason_ + ")",
+                         0, 0});
     }
 
 private:
@@ -274,6 +352,10 @@ private:
     const Mamba2& l_;
     ThreadPool& pool_;
     std::size_t piece_ = 0;
+    // flop rates (GFLOP/s = flops per ns) of the two scans on one core, measured with bench_mamba's signal model
+    static constexpr double kRecGflops = 40.0, kSsdGflops = 45.0;
+    bool ssd_on_ = true;
+    std::string reason_;
     Workspace::Slice scratch_, ssd_;
     std::vector<float> state_;
 };
@@ -292,6 +374,7 @@ std::unique_ptr<Layer> make_mamba2(const nlohmann::json& c, Params& p, std::size
     m->E = get_size(c, "d_inner");
     m->N = get_size(c, "d_state");
     m->K = get_size(c, "d_conv");
+    if (m->K < 1 || m->K > 16) fail("d_conv must be 1 to 16");
     m->P = get_size(c, "head_dim");
     m->G = get_size(c, "n_groups", 1, false);
     m->Q = get_size(c, "chunk_size", 256, false);

@@ -64,40 +64,57 @@ inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std:
 /** y = x / sqrt(mean(x²) + eps), optionally × weight: the RMS norms of Mamba, Mamba-2 and FalconMamba. */
 inline void rms_normalize(float* x, std::size_t w, float eps, const float* weight) noexcept {
     float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
     for (std::size_t i = 0; i < w; ++i) ss += x[i] * x[i];
     const float inv = 1.0f / std::sqrt(ss / static_cast<float>(w) + eps);
-    if (weight != nullptr)
+    if (weight != nullptr) {
+#pragma omp simd
         for (std::size_t i = 0; i < w; ++i) x[i] = weight[i] * (x[i] * inv);
-    else
+    } else {
+#pragma omp simd
         for (std::size_t i = 0; i < w; ++i) x[i] = x[i] * inv;
+    }
 }
 
 /** The causal depthwise convolution of Mamba's conv1d (kernel K, left padding K−1) followed by SiLU, over channels
  * [c0, c1) of `frames` rows. `src` rows are `src_stride` apart; `window` holds the previous K−1 input rows ([K−1][C],
- * oldest first) and is advanced. `wt` is the kernel transposed to [K][C]; `bias` may be null. `pad` is scratch of
- * (K−1+frames)×C floats. */
+ * oldest first) and is advanced. `wt` is the kernel transposed to [K][C]; `bias` may be null. Each output is summed in
+ * registers and written once (a pass per tap over the rows was bound by its loads and stores). */
 inline void causal_conv_silu(const float* src, std::size_t src_stride, std::size_t frames, std::size_t C,
-                             std::size_t K, const float* wt, const float* bias, float* window, float* pad, float* dst,
+                             std::size_t K, const float* wt, const float* bias, float* window, float* dst,
                              std::size_t dst_stride, std::size_t c0, std::size_t c1) noexcept {
+    constexpr std::size_t kMaxK = 16;  // the factories reject longer kernels
     const std::size_t h = K - 1;
-    for (std::size_t j = 0; j < h; ++j)
-        for (std::size_t c = c0; c < c1; ++c) pad[j * C + c] = window[j * C + c];
-    for (std::size_t t = 0; t < frames; ++t)
-        for (std::size_t c = c0; c < c1; ++c) pad[(h + t) * C + c] = src[t * src_stride + c];
     for (std::size_t t = 0; t < frames; ++t) {
+        const float* row[kMaxK];  // tap k reads the input at t + k − h: from the window before the first frame
+        for (std::size_t k = 0; k < K; ++k)
+            row[k] = t + k < h ? window + (t + k) * C : src + (t + k - h) * src_stride;
         float* y = dst + t * dst_stride;
-        for (std::size_t c = c0; c < c1; ++c) y[c] = bias ? bias[c] : 0.0f;
-        for (std::size_t k = 0; k < K; ++k) {
-            const float* xr = pad + (t + k) * C;
-            const float* wk = wt + k * C;
+        if (K == 4) {
+            const float *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+            const float *w0 = wt, *w1 = wt + C, *w2 = wt + 2 * C, *w3 = wt + 3 * C;
 #pragma omp simd
-            for (std::size_t c = c0; c < c1; ++c) y[c] += wk[c] * xr[c];
+            for (std::size_t c = c0; c < c1; ++c) {
+                const float a = (bias ? bias[c] : 0.0f) + w0[c] * r0[c] + w1[c] * r1[c] + w2[c] * r2[c] + w3[c] * r3[c];
+                y[c] = silu(a);
+            }
+            continue;
         }
 #pragma omp simd
-        for (std::size_t c = c0; c < c1; ++c) y[c] = silu(y[c]);
+        for (std::size_t c = c0; c < c1; ++c) {
+            float a = bias ? bias[c] : 0.0f;
+            for (std::size_t k = 0; k < K; ++k) a += wt[k * C + c] * row[k][c];
+            y[c] = silu(a);
+        }
     }
-    for (std::size_t j = 0; j < h; ++j)
-        for (std::size_t c = c0; c < c1; ++c) window[j * C + c] = pad[(frames + j) * C + c];
+    // The last h input rows become the window (older window rows kept in front when the call is shorter than h).
+    const std::size_t keep = frames < h ? h - frames : 0;
+    for (std::size_t j = 0; j < keep; ++j)
+        for (std::size_t c = c0; c < c1; ++c) window[j * C + c] = window[(j + frames) * C + c];
+    for (std::size_t j = keep; j < h; ++j) {
+        const float* r = src + (frames - h + j) * src_stride;
+        for (std::size_t c = c0; c < c1; ++c) window[j * C + c] = r[c];
+    }
 }
 
 /** Rows [r0, r1) of `n` split into pieces of at least `grain` for the pool. */
