@@ -58,8 +58,8 @@ inline void project(const float* in, std::size_t in_stride, std::size_t frames, 
         project(in, in_stride, frames, k, w.f32.data(), b, n, out, out_stride);
 }
 
-/** PyTorch's softplus (beta 1, threshold 20): x above 20 passes through, else log1p(exp(x)). */
-inline float softplus(float x) noexcept { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+/** PyTorch's softplus (beta 1, threshold 20), vectorisable (ops/math.hpp). */
+inline float softplus(float x) noexcept { return fast_softplus(x); }
 
 /** y = x / sqrt(mean(x²) + eps), optionally × weight: the RMS norms of Mamba, Mamba-2 and FalconMamba. */
 inline void rms_normalize(float* x, std::size_t w, float eps, const float* weight) noexcept {

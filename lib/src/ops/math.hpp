@@ -28,6 +28,21 @@ inline float fast_exp(float x) noexcept {
 
 inline float fast_sigmoid(float x) noexcept { return 1.0f / (1.0f + fast_exp(-x)); }
 
+/** PyTorch's softplus (beta 1, threshold 20: x above 20 passes through), computed as max(x, 0) + log1p(e^{−|x|})
+ * with log1p(t) = 2·atanh(t / (2 + t)) by its series to the s^13 term (s ≤ 1/3: truncation below 2e-8 relative). */
+inline float fast_softplus(float x) noexcept {
+    const float t = fast_exp(x < 0 ? x : -x), s = t / (2.0f + t), s2 = s * s;
+    float p = 1.0f / 13.0f;
+    p = p * s2 + 1.0f / 11.0f;
+    p = p * s2 + 1.0f / 9.0f;
+    p = p * s2 + 1.0f / 7.0f;
+    p = p * s2 + 1.0f / 5.0f;
+    p = p * s2 + 1.0f / 3.0f;
+    p = p * s2 + 1.0f;
+    const float r = (x > 0.0f ? x : 0.0f) + 2.0f * s * p;
+    return x > 20.0f ? x : r;
+}
+
 inline float fast_tanh(float x) noexcept {
     const float e = fast_exp(-2.0f * (x < 0 ? -x : x));
     const float t = (1.0f - e) / (1.0f + e);
