@@ -15,6 +15,7 @@
 
 #include "common.hpp"
 #include "fft_conv.hpp"
+#include "mamba_ops.hpp"
 #include "ops.hpp"
 #include "ssmstream/cuda.hpp"
 #include "ssmstream/error.hpp"
@@ -320,6 +321,274 @@ private:
 
 std::unique_ptr<Node> make_node(const json& c, Ctx& ctx, std::size_t width);
 
+class RmsNormNode final : public Node {
+public:
+    RmsNormNode(const json& c, Ctx& ctx, std::size_t width) : desc_("rmsnorm " + label(c)) {
+        in_w = out_w = max_w = c.value("dim", width);
+        eps_ = static_cast<float>(c.value("eps", 1e-5));
+        w_ = upload(ctx.w.f32(c.at("name").get<std::string>() + ".weight"));
+    }
+    void run(const float* in, float* out, std::size_t frames) override { rmsnorm(in, out, frames, in_w, w_.get(), eps_); }
+    void collect_plans(std::vector<LayerPlan>& p) const override { p.push_back({desc_, "cuda-pointwise", "one warp per frame", 0, 0, 0}); }
+
+private:
+    std::string desc_;
+    float eps_ = 1e-5f;
+    DeviceArray<float> w_;
+};
+
+// Rows [r0, r0 + rows) of a PyTorch [out][in] weight, transposed for gemm() and uploaded.
+DeviceArray<float> weight_rows(const std::vector<float>& w, std::size_t in, std::size_t r0, std::size_t rows) {
+    const std::vector<float> part(w.begin() + static_cast<std::ptrdiff_t>(r0 * in), w.begin() + static_cast<std::ptrdiff_t>((r0 + rows) * in));
+    return upload(transposed(part, rows, in));
+}
+std::vector<float> slice(const std::vector<float>& v, std::size_t a, std::size_t n) {
+    return {v.begin() + static_cast<std::ptrdiff_t>(a), v.begin() + static_cast<std::ptrdiff_t>(a + n)};
+}
+// conv1d.weight [C][1][K] → [K][C] (the CPU layout), channels [c0, c0 + n).
+DeviceArray<float> conv_taps(const std::vector<float>& cw, std::size_t K, std::size_t c0, std::size_t n) {
+    std::vector<float> t(K * n);
+    for (std::size_t c = 0; c < n; ++c)
+        for (std::size_t k = 0; k < K; ++k) t[k * n + c] = cw[(c0 + c) * K + k];
+    return upload(t);
+}
+
+// Mamba / FalconMamba (lib/src/layers/mamba.cpp for the maths): projections through cuBLAS, each split by output rows
+// so every operand of the scan is a contiguous [T][width] array; the conv window and the scan state carried across
+// calls on the device.
+class MambaNode final : public Node {
+public:
+    MambaNode(const json& c, Ctx& ctx, std::size_t width) : blas_(ctx.blas) {
+        name_ = c.at("name").get<std::string>();
+        D_ = c.value("d_model", width);
+        E_ = c.at("d_inner").get<std::size_t>();
+        N_ = c.at("d_state").get<std::size_t>();
+        K_ = c.at("d_conv").get<std::size_t>();
+        R_ = c.at("dt_rank").get<std::size_t>();
+        falcon_ = c.contains("bcdt_rms_eps") && !c["bcdt_rms_eps"].is_null();
+        if (falcon_) eps_ = c["bcdt_rms_eps"].get<float>();
+        in_w = out_w = D_;
+        max_w = D_;
+        const std::string p = name_ + ".";
+        const auto win = ctx.w.f32(p + "in_proj.weight");
+        wx_ = weight_rows(win, D_, 0, E_);
+        wz_ = weight_rows(win, D_, E_, E_);
+        if (c.value("bias", false)) {
+            const auto b = ctx.w.f32(p + "in_proj.bias");
+            bx_ = upload(slice(b, 0, E_));
+            bz_ = upload(slice(b, E_, E_));
+            bout_ = upload(ctx.w.f32(p + "out_proj.bias"));
+        }
+        conv_w_ = conv_taps(ctx.w.f32(p + "conv1d.weight"), K_, 0, E_);
+        if (c.value("conv_bias", true)) conv_b_ = upload(ctx.w.f32(p + "conv1d.bias"));
+        const auto wxp = ctx.w.f32(p + "x_proj.weight");
+        wdt_in_ = weight_rows(wxp, E_, 0, R_);
+        wB_ = weight_rows(wxp, E_, R_, N_);
+        wC_ = weight_rows(wxp, E_, R_ + N_, N_);
+        wdt_ = upload(transposed(ctx.w.f32(p + "dt_proj.weight"), E_, R_));
+        bdt_ = upload(ctx.w.f32(p + "dt_proj.bias"));
+        auto a = ctx.w.f64(p + "A_log");
+        std::vector<float> A(a.size());
+        for (std::size_t i = 0; i < a.size(); ++i) A[i] = static_cast<float>(-std::exp(a[i]));
+        A_ = upload(A);
+        Dk_ = upload(ctx.w.f32(p + "D"));
+        wout_ = upload(transposed(ctx.w.f32(p + "out_proj.weight"), D_, E_));
+        const std::size_t T = ctx.chunk;
+        x_ = DeviceArray<float>(T * E_);
+        z_ = DeviceArray<float>(T * E_);
+        xc_ = DeviceArray<float>(T * E_);
+        dtr_ = DeviceArray<float>(T * R_);
+        B_ = DeviceArray<float>(T * N_);
+        C_ = DeviceArray<float>(T * N_);
+        delta_ = DeviceArray<float>(T * E_);
+        y_ = DeviceArray<float>(T * E_);
+        window_ = DeviceArray<float>((K_ - 1) * E_ + 1);
+        state_ = DeviceArray<float>(E_ * N_);
+        reset();
+    }
+    void run(const float* in, float* out, std::size_t T) override {
+        gemm(blas_, in, T, D_, wx_.get(), E_, x_.get());
+        gemm(blas_, in, T, D_, wz_.get(), E_, z_.get());
+        if (bx_.size()) {
+            bias_add(x_.get(), bx_.get(), T, E_);
+            bias_add(z_.get(), bz_.get(), T, E_);
+        }
+        causal_conv_silu(x_.get(), E_, T, E_, K_, conv_w_.get(), conv_b_.size() ? conv_b_.get() : nullptr, window_.get(), xc_.get());
+        gemm(blas_, xc_.get(), T, E_, wdt_in_.get(), R_, dtr_.get());
+        gemm(blas_, xc_.get(), T, E_, wB_.get(), N_, B_.get());
+        gemm(blas_, xc_.get(), T, E_, wC_.get(), N_, C_.get());
+        if (falcon_) {
+            rmsnorm(dtr_.get(), dtr_.get(), T, R_, nullptr, eps_);
+            rmsnorm(B_.get(), B_.get(), T, N_, nullptr, eps_);
+            rmsnorm(C_.get(), C_.get(), T, N_, nullptr, eps_);
+        }
+        gemm(blas_, dtr_.get(), T, R_, wdt_.get(), E_, delta_.get());
+        SelectiveScanArgs a;
+        a.u = xc_.get();
+        a.delta = delta_.get();
+        a.delta_bias = bdt_.get();
+        a.delta_softplus = true;
+        a.A = A_.get();
+        a.B = B_.get();
+        a.C = C_.get();
+        a.D = Dk_.get();
+        a.z = z_.get();
+        a.y = y_.get();
+        a.state = state_.get();
+        a.batch = 1;
+        a.length = T;
+        a.dim = E_;
+        a.dstate = N_;
+        selective_scan(a);
+        gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
+        if (bout_.size()) bias_add(out, bout_.get(), T, D_);
+    }
+    void reset() override {
+        window_.zero();
+        state_.zero();
+    }
+    void collect_plans(std::vector<LayerPlan>& p) const override {
+        p.push_back({std::string(falcon_ ? "falcon-mamba '" : "mamba '") + name_ + "' d_inner " + std::to_string(E_) + ", d_state " +
+                         std::to_string(N_),
+                     "cuda-scan", "cuBLAS projections, selective-scan kernel (state in registers, carried across calls)", 0, 0, 0});
+    }
+
+private:
+    cublasHandle_t blas_;
+    std::string name_;
+    std::size_t D_ = 0, E_ = 0, N_ = 0, K_ = 4, R_ = 1;
+    bool falcon_ = false;
+    float eps_ = 0.0f;
+    DeviceArray<float> wx_, wz_, bx_, bz_, bout_, conv_w_, conv_b_, wdt_in_, wB_, wC_, wdt_, bdt_, A_, Dk_, wout_;
+    DeviceArray<float> x_, z_, xc_, dtr_, B_, C_, delta_, y_, window_, state_;
+};
+
+// Mamba-2 (lib/src/layers/mamba2.cpp for the maths), one group of B/C: in_proj split into z, xBC and dt; the causal
+// conv over x, B and C (one window each); Δ = clamp(softplus(dt + dt_bias)); the SSD kernel (tensor cores where
+// headdim = d_state = 64); the gated RMSNorm; out_proj.
+class Mamba2Node final : public Node {
+public:
+    Mamba2Node(const json& c, Ctx& ctx, std::size_t width) : blas_(ctx.blas) {
+        name_ = c.at("name").get<std::string>();
+        D_ = c.value("d_model", width);
+        E_ = c.at("d_inner").get<std::size_t>();
+        N_ = c.at("d_state").get<std::size_t>();
+        K_ = c.at("d_conv").get<std::size_t>();
+        P_ = c.at("head_dim").get<std::size_t>();
+        H_ = E_ / P_;
+        norm_ = c.value("norm", true);
+        mode_ = !norm_ ? 0 : c.value("norm_before_gate", false) ? 2 : 1;
+        eps_ = static_cast<float>(c.value("norm_eps", 1e-5));
+        if (c.contains("dt_limit")) {
+            lo_ = c["dt_limit"][0].get<float>();
+            hi_ = c["dt_limit"][1].is_null() ? INFINITY : c["dt_limit"][1].get<float>();
+        }
+        in_w = out_w = max_w = D_;
+        const std::string p = name_ + ".";
+        const std::size_t CD = E_ + 2 * N_;
+        const auto win = ctx.w.f32(p + "in_proj.weight");
+        wz_ = weight_rows(win, D_, 0, E_);
+        wx_ = weight_rows(win, D_, E_, E_);
+        wB_ = weight_rows(win, D_, 2 * E_, N_);
+        wC_ = weight_rows(win, D_, 2 * E_ + N_, N_);
+        wdt_ = weight_rows(win, D_, E_ + CD, H_);
+        if (c.value("bias", false)) {
+            const auto b = ctx.w.f32(p + "in_proj.bias");
+            bz_ = upload(slice(b, 0, E_));
+            bx_ = upload(slice(b, E_, E_));
+            bB_ = upload(slice(b, 2 * E_, N_));
+            bC_ = upload(slice(b, 2 * E_ + N_, N_));
+            bdt_in_ = upload(slice(b, E_ + CD, H_));
+            bout_ = upload(ctx.w.f32(p + "out_proj.bias"));
+        }
+        const auto cw = ctx.w.f32(p + "conv1d.weight");
+        cwx_ = conv_taps(cw, K_, 0, E_);
+        cwB_ = conv_taps(cw, K_, E_, N_);
+        cwC_ = conv_taps(cw, K_, E_ + N_, N_);
+        if (c.value("conv_bias", true)) {
+            const auto cb = ctx.w.f32(p + "conv1d.bias");
+            cbx_ = upload(slice(cb, 0, E_));
+            cbB_ = upload(slice(cb, E_, N_));
+            cbC_ = upload(slice(cb, E_ + N_, N_));
+        }
+        dt_bias_ = upload(ctx.w.f32(p + "dt_bias"));
+        const auto a = ctx.w.f64(p + "A_log");
+        std::vector<float> A(H_);
+        for (std::size_t h = 0; h < H_; ++h) A[h] = static_cast<float>(-std::exp(a[h]));
+        A_ = upload(A);
+        Dk_ = upload(ctx.w.f32(p + "D"));
+        if (norm_) nw_ = upload(ctx.w.f32(p + "norm.weight"));
+        wout_ = upload(transposed(ctx.w.f32(p + "out_proj.weight"), D_, E_));
+        const std::size_t T = ctx.chunk, h = K_ - 1;
+        for (auto* arr : {&z_, &xr_, &x_, &y_}) *arr = DeviceArray<float>(T * E_);
+        for (auto* arr : {&Br_, &B_, &Cr_, &C_}) *arr = DeviceArray<float>(T * N_);
+        dtr_ = DeviceArray<float>(T * H_);
+        dt_ = DeviceArray<float>(T * H_);
+        winx_ = DeviceArray<float>(h * E_ + 1);
+        winB_ = DeviceArray<float>(h * N_ + 1);
+        winC_ = DeviceArray<float>(h * N_ + 1);
+        state_ = DeviceArray<float>(H_ * P_ * N_);
+        reset();
+    }
+    void run(const float* in, float* out, std::size_t T) override {
+        const auto proj = [&](const DeviceArray<float>& w, const DeviceArray<float>& b, std::size_t n, float* dst) {
+            gemm(blas_, in, T, D_, w.get(), n, dst);
+            if (b.size()) bias_add(dst, b.get(), T, n);
+        };
+        proj(wz_, bz_, E_, z_.get());
+        proj(wx_, bx_, E_, xr_.get());
+        proj(wB_, bB_, N_, Br_.get());
+        proj(wC_, bC_, N_, Cr_.get());
+        proj(wdt_, bdt_in_, H_, dtr_.get());
+        const auto nb = [](const DeviceArray<float>& b) { return b.size() ? b.get() : nullptr; };
+        causal_conv_silu(xr_.get(), E_, T, E_, K_, cwx_.get(), nb(cbx_), winx_.get(), x_.get());
+        causal_conv_silu(Br_.get(), N_, T, N_, K_, cwB_.get(), nb(cbB_), winB_.get(), B_.get());
+        causal_conv_silu(Cr_.get(), N_, T, N_, K_, cwC_.get(), nb(cbC_), winC_.get(), C_.get());
+        dt_softplus(dtr_.get(), H_, T, H_, dt_bias_.get(), lo_, hi_, dt_.get());
+        SsdArgs a;
+        a.x = x_.get();
+        a.dt = dt_.get();
+        a.A = A_.get();
+        a.B = B_.get();
+        a.C = C_.get();
+        a.D = Dk_.get();
+        a.y = y_.get();
+        a.state = state_.get();
+        a.batch = 1;
+        a.length = T;
+        a.heads = H_;
+        a.headdim = P_;
+        a.dstate = N_;
+        a.chunk = 64;
+        ssd_scan(a);
+        gated_rmsnorm(y_.get(), z_.get(), E_, T, E_, E_, nb(nw_), eps_, mode_);
+        gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
+        if (bout_.size()) bias_add(out, bout_.get(), T, D_);
+    }
+    void reset() override {
+        winx_.zero();
+        winB_.zero();
+        winC_.zero();
+        state_.zero();
+    }
+    void collect_plans(std::vector<LayerPlan>& p) const override {
+        p.push_back({"mamba2 '" + name_ + "' heads " + std::to_string(H_) + " x " + std::to_string(P_) + ", d_state " + std::to_string(N_),
+                     "cuda-ssd", std::string("cuBLAS projections, SSD kernel in chunks of 64") + (P_ == 64 && N_ == 64 ? " on tensor cores" : ""),
+                     0, 0, 0});
+    }
+
+private:
+    cublasHandle_t blas_;
+    std::string name_;
+    std::size_t D_ = 0, E_ = 0, N_ = 0, K_ = 4, P_ = 1, H_ = 1;
+    bool norm_ = true;
+    int mode_ = 1;
+    float eps_ = 1e-5f, lo_ = 0.0f, hi_ = INFINITY;
+    DeviceArray<float> wz_, wx_, wB_, wC_, wdt_, bz_, bx_, bB_, bC_, bdt_in_, bout_, cwx_, cwB_, cwC_, cbx_, cbB_, cbC_;
+    DeviceArray<float> dt_bias_, A_, Dk_, nw_, wout_;
+    DeviceArray<float> z_, xr_, x_, y_, Br_, B_, Cr_, C_, dtr_, dt_, winx_, winB_, winC_, state_;
+};
+
 class ResidualNode final : public Node {
 public:
     ResidualNode(const json& c, Ctx& ctx, std::size_t width) {
@@ -373,10 +642,20 @@ private:
 
 std::string unsupported(const json& c) {
     const auto type = c.value("type", std::string());
-    static const char* ok[] = {"linear", "layernorm", "batchnorm", "gelu", "silu", "tanh", "relu", "sigmoid", "glu", "s4d", "residual"};
+    static const char* ok[] = {"linear", "layernorm", "batchnorm", "gelu", "silu", "tanh", "relu", "sigmoid", "glu", "s4d",
+                               "residual", "rmsnorm", "mamba", "mamba2"};
     if (std::none_of(std::begin(ok), std::end(ok), [&](const char* k) { return type == k; }))
-        return "layer " + label(c) + " has no GPU path (the CUDA backend runs linear, layernorm, batchnorm, activations, "
-               "glu, s4d and residual layers)";
+        return "layer " + label(c) + " has no GPU path (the CUDA backend runs linear, layernorm, rmsnorm, batchnorm, "
+               "activations, glu, s4d, mamba, mamba2 and residual layers)";
+    const auto size = [&](const char* k, std::size_t dflt) { return c.contains(k) && c[k].is_number_unsigned() ? c[k].get<std::size_t>() : dflt; };
+    if (type == "mamba" && size("d_state", 16) > 64)
+        return "layer " + label(c) + ": the GPU selective scan supports d_state up to 64";
+    if (type == "mamba2") {
+        if (size("n_groups", 1) != 1) return "layer " + label(c) + ": the GPU SSD kernel supports n_groups = 1 only";
+        if (size("head_dim", 64) > 128 || size("d_state", 128) > 128)
+            return "layer " + label(c) + ": the GPU SSD kernel supports head_dim and d_state up to 128";
+        if (c.value("d_per_channel", false)) return "layer " + label(c) + ": the GPU SSD kernel takes D per head (d_per_channel is not supported)";
+    }
     if (type == "residual") {
         if (c.contains("norm") && c["norm"].is_object())
             if (auto r = unsupported(c["norm"]); !r.empty()) return r;
@@ -395,6 +674,9 @@ std::unique_ptr<Node> make_node(const json& c, Ctx& ctx, std::size_t width) {
     if (type == "glu") return std::make_unique<GluNode>(width);
     if (type == "s4d") return std::make_unique<S4DNode>(c, ctx, width);
     if (type == "residual") return std::make_unique<ResidualNode>(c, ctx, width);
+    if (type == "rmsnorm") return std::make_unique<RmsNormNode>(c, ctx, width);
+    if (type == "mamba") return std::make_unique<MambaNode>(c, ctx, width);
+    if (type == "mamba2") return std::make_unique<Mamba2Node>(c, ctx, width);
     if (type == "gelu") {
         const bool tanh_approx = c.value("approximate", std::string("none")) == "tanh";
         return std::make_unique<ActNode>(tanh_approx ? Act::gelu_tanh : Act::gelu, width, tanh_approx ? "gelu (tanh)" : "gelu");

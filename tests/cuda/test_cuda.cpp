@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "mamba_support.hpp"
 #include "ssmstream/cuda.hpp"
 #include "support.hpp"
 
@@ -129,6 +130,45 @@ TEST(CudaBatch, RandomModelsMatchCpuAndStream) {
                 const std::string what = std::string(prenorm ? "prenorm " : "postnorm ") + disc + " " + out;
                 parity(L, 50000, 4096, 5, what.c_str());
             }
+}
+
+// Mamba, FalconMamba and Mamba-2 signal models (encoder, residual RMSNorm + mixer blocks, final RMSNorm, decoder):
+// small shapes, and shapes that take each kernel's main path (Mamba d_state 16, Mamba-2 head_dim = d_state = 64 on the
+// tensor cores), in one call and in uneven calls across small chunks (windows and states carried).
+TEST(CudaBatch, MambaSignalModelsMatchCpuAndStream) {
+    REQUIRE_GPU();
+    struct Case {
+        const char* what;
+        test::MambaSignalSpec s;
+    };
+    std::vector<Case> cases;
+    for (const char* fam : {"mamba", "falcon", "mamba2"}) {
+        test::MambaSignalSpec s;
+        s.family = std::string(fam) == "mamba2" ? "mamba2" : "mamba";
+        s.falcon = std::string(fam) == "falcon";
+        s.n_groups = 1;
+        cases.push_back({fam, s});
+        s.d_model = 64;
+        s.d_state = s.family == "mamba2" ? 64 : 16;
+        s.head_dim = 64;
+        s.seed = 7;
+        cases.push_back({fam, s});
+    }
+    for (const auto& c : cases) {
+        const auto L = load_bytes(test::make_mamba_signal_bytes(c.s));
+        EXPECT_EQ(cuda::unsupported_reason(L.file), "");
+        const std::string what = std::string(c.what) + " d_model " + std::to_string(c.s.d_model) + " d_state " + std::to_string(c.s.d_state);
+        parity(L, 40000, 1 << 16, 1, (what + ", one call").c_str());
+        parity(L, 40000, 3000, 9, (what + ", chunks of 3000").c_str());
+        cuda::Batch gpu(L.model, L.file);
+        for (const auto& p : gpu.plan())
+            if (p.backend.rfind("cuda-s", 0) == 0) std::printf("[plan]   %s: %s (%s)\n", p.layer.c_str(), p.backend.c_str(), p.reason.c_str());
+    }
+    test::MambaSignalSpec g;
+    g.family = "mamba2";
+    g.n_groups = 2;
+    const auto L = load_bytes(test::make_mamba_signal_bytes(g));
+    EXPECT_NE(cuda::unsupported_reason(L.file).find("n_groups"), std::string::npos);
 }
 
 TEST(CudaBatch, NonFiniteInputIsZeroedAndCounted) {
