@@ -19,18 +19,20 @@ unsigned grid_for(std::size_t n) {
 __device__ __forceinline__ float silu_(float x) { return x / (1.0f + __expf(-x)); }
 __device__ __forceinline__ float softplus_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-// One warp per row: sum of squares by shuffles, then the scaled row.
+// A warp per row (grid-stride over rows: a launch has at most 65536 blocks): sum of squares by shuffles, then the
+// scaled row.
 __global__ void rmsnorm_k(const float* in, float* out, std::size_t rows, std::size_t w, const float* weight, float eps) {
-    const std::size_t warp = (blockIdx.x * std::size_t{blockDim.x} + threadIdx.x) / 32;
     const unsigned lane = threadIdx.x % 32;
-    if (warp >= rows) return;
-    const float* x = in + warp * w;
-    float s = 0.0f;
-    for (std::size_t i = lane; i < w; i += 32) s += x[i] * x[i];
-    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-    const float inv = rsqrtf(s / static_cast<float>(w) + eps);
-    float* y = out + warp * w;
-    for (std::size_t i = lane; i < w; i += 32) y[i] = weight ? weight[i] * (x[i] * inv) : x[i] * inv;
+    const std::size_t warps = std::size_t{gridDim.x} * blockDim.x / 32;
+    for (std::size_t r = (blockIdx.x * std::size_t{blockDim.x} + threadIdx.x) / 32; r < rows; r += warps) {
+        const float* x = in + r * w;
+        float s = 0.0f;
+        for (std::size_t i = lane; i < w; i += 32) s += x[i] * x[i];
+        for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+        const float inv = rsqrtf(s / static_cast<float>(w) + eps);
+        float* y = out + r * w;
+        for (std::size_t i = lane; i < w; i += 32) y[i] = weight ? weight[i] * (x[i] * inv) : x[i] * inv;
+    }
 }
 
 __global__ void conv_k(const float* in, std::size_t ld, std::size_t rows, std::size_t C, std::size_t K, const float* wt,
@@ -72,29 +74,30 @@ __global__ void dt_k(const float* src, std::size_t ld, std::size_t rows, std::si
     }
 }
 
-// One warp per (row, group).
+// A warp per (row, group), grid-stride.
 __global__ void gated_k(float* y, const float* z, std::size_t ld_z, std::size_t rows, std::size_t E, std::size_t gs,
                         const float* w, float eps, int mode) {
-    const std::size_t groups = E / gs, warp = (blockIdx.x * std::size_t{blockDim.x} + threadIdx.x) / 32;
+    const std::size_t groups = E / gs, warps = std::size_t{gridDim.x} * blockDim.x / 32;
     const unsigned lane = threadIdx.x % 32;
-    if (warp >= rows * groups) return;
-    const std::size_t r = warp / groups, g0 = (warp % groups) * gs;
-    float* yr = y + r * E + g0;
-    const float* zr = z + r * ld_z + g0;
-    if (mode == 0) {
-        for (std::size_t i = lane; i < gs; i += 32) yr[i] *= silu_(zr[i]);
-        return;
-    }
-    float s = 0.0f;
-    for (std::size_t i = lane; i < gs; i += 32) {
-        const float v = mode == 1 ? yr[i] * silu_(zr[i]) : yr[i];
-        s += v * v;
-    }
-    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-    const float inv = rsqrtf(s / static_cast<float>(gs) + eps);
-    for (std::size_t i = lane; i < gs; i += 32) {
-        const float g = silu_(zr[i]), wi = w ? w[g0 + i] : 1.0f;
-        yr[i] = mode == 1 ? wi * (yr[i] * g * inv) : wi * (yr[i] * inv) * g;
+    for (std::size_t k = (blockIdx.x * std::size_t{blockDim.x} + threadIdx.x) / 32; k < rows * groups; k += warps) {
+        const std::size_t r = k / groups, g0 = (k % groups) * gs;
+        float* yr = y + r * E + g0;
+        const float* zr = z + r * ld_z + g0;
+        if (mode == 0) {
+            for (std::size_t i = lane; i < gs; i += 32) yr[i] *= silu_(zr[i]);
+            continue;
+        }
+        float s = 0.0f;
+        for (std::size_t i = lane; i < gs; i += 32) {
+            const float v = mode == 1 ? yr[i] * silu_(zr[i]) : yr[i];
+            s += v * v;
+        }
+        for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
+        const float inv = rsqrtf(s / static_cast<float>(gs) + eps);
+        for (std::size_t i = lane; i < gs; i += 32) {
+            const float g = silu_(zr[i]), wi = w ? w[g0 + i] : 1.0f;
+            yr[i] = mode == 1 ? wi * (yr[i] * g * inv) : wi * (yr[i] * inv) * g;
+        }
     }
 }
 
