@@ -6,9 +6,12 @@
  * config), discretises the time-invariant layers on the host in double as the CPU path does, and runs
  *   - S4D as FFT convolution through cuFFT (overlap-save, the kernel taps generated on the device in double, the
  *     input history of each channel carried across calls, so consecutive calls equal one call on the whole),
- *   - linear layers through cuBLAS (float32, no TF32), LayerNorm, GLU, activations and residuals as small kernels.
- * Layer types without a GPU path (mamba, mamba2, rmsnorm, embedding) make the constructor throw `ssm::UsageError`
- * naming the layer; `unsupported_reason` says so beforehand without touching a GPU.
+ *   - linear layers through cuBLAS (float32, no TF32), LayerNorm, RMSNorm, GLU, activations and residuals as small
+ *     kernels,
+ *   - Mamba / FalconMamba and Mamba-2 (n_groups 1) as cuBLAS projections, the causal conv and gated norm kernels and
+ *     the `selective_scan` / `ssd_scan` kernels below, conv windows and scan states carried across calls.
+ * Layer types without a GPU path (the other families, embedding, Mamba-2 with several groups) make the constructor
+ * throw `ssm::UsageError` naming the layer; `unsupported_reason` says so beforehand without touching a GPU.
  *
  * The kernels of the selective families are exposed on their own below (`selective_scan`, `ssd_scan`): device
  * arrays in, device arrays out, for the benchmarks and for the engines that compose them.
