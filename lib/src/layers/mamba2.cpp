@@ -84,47 +84,49 @@ public:
     const float* Cp(const Buffers& b, std::size_t t, std::size_t g) const noexcept {
         return b.xbc + t * conv_dim() + E + G * N + g * N;
     }
-    // The recurrence, heads [h0, h1): per frame the rank-1 update s = e^{ΔA}·s + (Δx)·Bᵀ and y = s·C + D·x. With
+    // The recurrence over state rows [r0, r1) of H·P (row h·P + p: channel p of head h; rows are independent, so
+    // Batch splits them over threads): per frame the rank-1 update s = e^{ΔA}·s + (Δx)·Bᵀ and y = s·C + D·x. With
     // AVX-512 both run in one pass over s, four rows at a time, their four dot products reduced together (a horizontal
     // sum per row costs as much as the row's update); otherwise the update row by row and y as a matrix-vector product.
-    void scan(const Buffers& b, std::size_t frames, float* s_all, std::size_t h0, std::size_t h1) const noexcept {
+    void scan(const Buffers& b, std::size_t frames, float* s_all, std::size_t r0, std::size_t r1) const noexcept {
         using Eigen::Index;
         const std::size_t cd = conv_dim(), hpg = H / G;
-        for (std::size_t h = h0; h < h1; ++h) {
-            float* s = s_all + h * P * N;
+        for (std::size_t h = r0 / P; h * P < r1; ++h) {
+            const std::size_t p0 = std::max(r0, h * P) - h * P, p1 = std::min(r1, h * P + P) - h * P, rows = p1 - p0;
+            float* s = s_all + (h * P + p0) * N;
             const std::size_t g = h / hpg;
-            const Rows S(s, static_cast<Index>(P), static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(N)));
-            const float* dk = Dskip.data() + h * P;
+            const Rows S(s, static_cast<Index>(rows), static_cast<Index>(N), Eigen::OuterStride<>(static_cast<Index>(N)));
+            const float* dk = Dskip.data() + h * P + p0;
             for (std::size_t t = 0; t < frames; ++t) {
                 const float d = b.dt[t * H + h], dA = std::exp(d * A[h]);
                 const float* Bv = Bp(b, t, g);
                 const float* Cv = Cp(b, t, g);
-                const float* x = b.xbc + t * cd + h * P;
-                float* y = b.y + t * E + h * P;
+                const float* x = b.xbc + t * cd + h * P + p0;
+                float* y = b.y + t * E + h * P + p0;
                 std::size_t p = 0;
 #if defined(__AVX512F__)
-                if (N % 16 == 0) p = scan_rows4(s, Bv, Cv, x, dk, d, dA, y);
+                if (N % 16 == 0) p = scan_rows4(s, rows, Bv, Cv, x, dk, d, dA, y);
 #endif
-                if (p == P) continue;
-                for (std::size_t q = p; q < P; ++q) {
+                if (p == rows) continue;
+                for (std::size_t q = p; q < rows; ++q) {
                     const float dx = d * x[q];
                     float* sp = s + q * N;
 #pragma omp simd
                     for (std::size_t n = 0; n < N; ++n) sp[n] = dA * sp[n] + dx * Bv[n];
                 }
-                const auto rest = static_cast<Index>(P - p);
+                const auto rest = static_cast<Index>(rows - p);
                 Eigen::Map<Eigen::VectorXf> Y(y + p, rest);
                 Y.noalias() = S.bottomRows(rest) * Eigen::Map<const Eigen::VectorXf>(Cv, static_cast<Index>(N));
-                for (std::size_t q = p; q < P; ++q) y[q] += dk[q] * x[q];
+                for (std::size_t q = p; q < rows; ++q) y[q] += dk[q] * x[q];
             }
         }
     }
 #if defined(__AVX512F__)
-    // Rows [0, P/4·4) of one head and frame (N a multiple of 16); returns the rows done.
-    std::size_t scan_rows4(float* s, const float* Bv, const float* Cv, const float* x, const float* dk, float d, float dA,
-                           float* y) const noexcept {
+    // Rows [0, rows/4·4) of a run of one head's rows, one frame (N a multiple of 16); returns the rows done.
+    std::size_t scan_rows4(float* s, std::size_t rows, const float* Bv, const float* Cv, const float* x, const float* dk, float d,
+                           float dA, float* y) const noexcept {
         const __m512 a = _mm512_set1_ps(dA);
-        const std::size_t done = P / 4 * 4;
+        const std::size_t done = rows / 4 * 4;
         for (std::size_t p = 0; p < done; p += 4) {
             float* r0 = s + p * N;
             float* r1 = r0 + N;
@@ -183,7 +185,7 @@ public:
         const auto b = carve(scratch, frames);
         in_proj(in, b, 0, frames);
         conv(b, frames, state, 0, conv_dim());
-        scan(b, frames, state + (K - 1) * conv_dim(), 0, H);
+        scan(b, frames, state + (K - 1) * conv_dim(), 0, H * P);
         gate_out(b, out, 0, frames);
     }
 
@@ -279,8 +281,9 @@ public:
 };
 
 // Batch: the chunk in pieces of up to kPiece frames (bounded scratch), projections split by rows over the pool,
-// the convolution by channels, and the scan by heads (each head carries its own state through the piece). The scan is
-// SSD (the chunked matrix form) or the recurrence: both are exact, and on a CPU the recurrence usually costs less.
+// the convolution by channels, and the scan by heads (SSD) or state rows (recurrence), each carrying its own state
+// through the piece. The scan is SSD (the chunked matrix form) or the recurrence: both are exact, and on a CPU the
+// recurrence usually costs less.
 // SSD does 2·Q·(P + N/heads-per-group) flops per frame and head for the quadratic part plus the 4·P·N of its state
 // passing, the recurrence the 4·P·N alone, and it runs them almost as fast as SSD's small matrix products run theirs
 // (bench_mamba, 2-core Zen 4: bench/README.md). `--backend fft` (the layers' parallel views) forces SSD,
@@ -319,8 +322,8 @@ public:
                 split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t part) {
                     l_.ssd_heads(b, n, s + h0 * l_.P * l_.N, h0, h1, ssd_.get() + part * l_.ssd_scratch());
                 });
-            else
-                split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t) { l_.scan(b, n, s, h0, h1); });
+            else  // state rows in runs of 16 (multiples of the kernel's 4)
+                split(l_.H * l_.P, 16, [&](std::size_t r0, std::size_t r1, std::size_t) { l_.scan(b, n, s, r0, r1); });
             rows(n, [&](std::size_t t0, std::size_t t1) { l_.gate_out(b, y, t0, t1); });
         }
     }
@@ -329,8 +332,9 @@ public:
     void load(const float* src) override { std::copy(src, src + state_.size(), state_.begin()); }
     void collect_plans(std::vector<LayerPlan>& plans) const override {
         plans.push_back({l_.describe(), ssd_on_ ? "ssd" : "recurrence",
-                         (ssd_on_ ? "SSD chunks of " + std::to_string(l_.Qc) + " frames" : std::string("recurrence")) +
-                             ", heads split over threads (" + reason_ + ")",
+                         (ssd_on_ ? "SSD chunks of " + std::to_string(l_.Qc) + " frames, heads split over threads"
+                                  : std::string("recurrence, state rows split over threads")) +
+                             " (" + reason_ + ")",
                          0, 0});
     }
 
