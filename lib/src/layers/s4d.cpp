@@ -233,9 +233,7 @@ public:
         const double rec_cost = kRecA * static_cast<double>(N2) + kRecB;
         const double fft_cost = choice.cost_ns();
         if (!choose_fft(plan_, ctx.options.backend, Lk_, choice, fft_cost, rec_cost)) return;
-        // Taps in double; D is tap 0 (y = (K + Dδ) ∗ u), so the skip costs nothing. The channel-major outputs go
-        // to the GLU's scratch when it is wide enough (free until `finish`).
-        const bool reuse = L_.out_w * chunk_ >= FftConv::out_scratch_floats(H, 1, chunk_);
+        // Taps in double; D is tap 0 (y = (K + Dδ) ∗ u), so the skip costs nothing.
         conv_ = std::make_unique<FftConv>(ctx, H, 1, choice, [&](std::size_t h, double* k) {
             std::vector<cd> p(N2);
             for (std::size_t n = 0; n < N2; ++n) p[n] = L_.C2[h * N2 + n] * L_.dB[h * N2 + n];
@@ -247,7 +245,7 @@ public:
                 }
                 k[t] = s;
             }
-        }, reuse ? &z_ : nullptr);
+        });
         free_.assign(H * N2, cd{});
     }
 

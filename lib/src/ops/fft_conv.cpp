@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -30,8 +31,10 @@ FftwBuf<T> fftw_buf(std::size_t n) {
     return FftwBuf<T>(p);
 }
 
-// dst[j·ds + i] = src[i·ss + j] for i < rows, j < cols (at most 8 each).
-void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds, std::size_t rows, std::size_t cols) noexcept {
+// dst[j·ds + i] = src[i·ss + j] for i < rows, j < cols (at most 8 each). `stream`: a full tile into 32-byte aligned
+// rows bypasses the caches.
+void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds, std::size_t rows, std::size_t cols,
+                    [[maybe_unused]] bool stream = false) noexcept {
 #if defined(__AVX__)
     if (rows == 8 && cols == 8) {
         __m256 r[8], t[8];
@@ -45,6 +48,13 @@ void transpose_tile(const float* src, std::size_t ss, float* dst, std::size_t ds
             r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
             r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
             r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        if (stream && (reinterpret_cast<std::uintptr_t>(dst) | ds * sizeof(float)) % 32 == 0) {
+            for (int i = 0; i < 4; ++i) {
+                _mm256_stream_ps(dst + static_cast<std::size_t>(i) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+                _mm256_stream_ps(dst + static_cast<std::size_t>(i + 4) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+            }
+            return;
         }
         for (int i = 0; i < 4; ++i) {
             _mm256_storeu_ps(dst + static_cast<std::size_t>(i) * ds, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
@@ -87,7 +97,7 @@ FftConv::Choice FftConv::choose(std::size_t taps, std::size_t chunk, std::size_t
     auto spectra = [&](std::size_t m) { return static_cast<double>(kernels) * static_cast<double>(spec_stride(m)) * 8.0; };
     auto hop_of = [&](std::size_t m) {
         const std::size_t h = std::min(m - hl, chunk);
-        return h > 16 ? h / 16 * 16 : h;  // windows start on 64-byte boundaries
+        return h > 16 ? h / 16 * 16 : h;  // whole 8-row transpose tiles
     };
     // A chunk is cut into equal hops, so a hop just short of the chunk would cost two transforms.
     auto outputs = [&](std::size_t m) {
@@ -119,25 +129,18 @@ FftConv::Choice FftConv::choose(std::size_t taps, std::size_t chunk, std::size_t
 }
 
 FftConv::FftConv(BatchContext& ctx, std::size_t inputs, std::size_t fan, const Choice& choice,
-                 const std::function<void(std::size_t, double*)>& kernel, const Workspace::Slice* yc)
-    : pool_(ctx.pool), Cin_(inputs), fan_(fan), Cout_(inputs * fan), chunk_(ctx.options.chunk_frames), ch_(choice) {
+                 const std::function<void(std::size_t, double*)>& kernel)
+    : pool_(ctx.pool), Cin_(inputs), fan_(fan), Cout_(inputs * fan), ch_(choice) {
     const std::size_t M = ch_.M;
     hl_ = ch_.taps - 1;
     hop_ = ch_.hop;
-    // Each channel of xc_ is [pad | hl history | chunk]: the pad makes every full window of M inputs ending at a hop
-    // boundary lie inside xc_, starting on a 64-byte boundary, so no window is copied (pad + hl = M − hop).
-    pad_ = M - hop_ - hl_;
-    xs_ = (pad_ + hl_ + chunk_ + 15) / 16 * 16 + 16;  // +16 floats: power-of-two strides alias in the caches
-    xc_ = ctx.reserve(Cin_ * xs_);
-    ys_ = chunk_ + 16;
-    yc_ = yc != nullptr ? *yc : ctx.reserve(Cout_ * ys_);
     bufs_ = ctx.reserve(pool_.size() * buf_stride());
     hist_.assign(Cin_ * hl_, 0.0f);
 
     const std::size_t sb = spec_stride(M);
     kf_ = fftw_buf<fftwf_complex>(Cout_ * sb);
-    auto tmp = fftw_buf<float>(buf_stride());
-    auto* tmp_f = reinterpret_cast<fftwf_complex*>(tmp.get() + spec_offset());
+    auto tmp = fftw_buf<float>(win_stride() + 2 * sb);
+    auto* tmp_f = reinterpret_cast<fftwf_complex*>(tmp.get() + win_stride());
     {
         std::lock_guard lock(fftw_planner_mutex());
         // Measured plans run faster, but measuring a 2^18 transform takes seconds: bound it (FFTW then keeps the best
@@ -167,88 +170,99 @@ FftConv::~FftConv() {
 }
 
 void FftConv::run(const float* in, std::size_t in_stride, float* out, std::size_t out_stride, std::size_t frames) {
-    const std::size_t hl = hl_;
-    pool_.parallel_for(Cin_, [&](std::size_t c0, std::size_t c1, std::size_t) {
-        for (std::size_t c = c0; c < c1; ++c) {
-            // The pad only ever meets kernel taps beyond the kernel (zero), but must hold finite numbers: the
-            // workspace is shared with other layers.
-            std::fill_n(xc_.get() + c * xs_, pad_, 0.0f);
-            std::copy_n(hist_.data() + c * hl, hl, xc_.get() + c * xs_ + pad_);
-        }
-    });
-    const std::size_t tiles = (frames + 15) / 16;
-    pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_in(in, in_stride, frames, b, e); }, 64);
-    // Overlap-save: segments of hop outputs × input channels, independent, handed out as threads come free.
-    const std::size_t segs = (frames + hop_ - 1) / hop_, items = segs * Cin_;
-    pool_.parallel_for(items, [&](std::size_t b, std::size_t e, std::size_t part) {
-        for (std::size_t i = b; i < e; ++i) item(i / segs, i % segs, frames, part);
+    // Overlap-save: groups of input channels × segments of hop outputs, independent (they only read the history),
+    // handed out as threads come free; a group's segments are neighbours, so its kernel spectra are read from memory
+    // about once.
+    // (The jobs capture two pointers, small enough for std::function to hold without allocating.)
+    const struct {
+        const float* in;
+        std::size_t in_stride;
+        float* out;
+        std::size_t out_stride, frames, groups, segs;
+    } a{in, in_stride, out, out_stride, frames, (Cin_ + kGroup - 1) / kGroup, (frames + hop_ - 1) / hop_};
+    pool_.parallel_for(a.groups * a.segs, [this, &a](std::size_t b, std::size_t e, std::size_t part) {
+        for (std::size_t i = b; i < e; ++i) item(a.in, a.in_stride, a.out, a.out_stride, i / a.segs, i % a.segs, a.frames, part);
     }, 1);
-    pool_.parallel_for(tiles, [&](std::size_t b, std::size_t e, std::size_t) { transpose_out(out, out_stride, frames, b, e); }, 64);
-    pool_.parallel_for(Cin_, [&](std::size_t c0, std::size_t c1, std::size_t) {
-        for (std::size_t c = c0; c < c1; ++c) {
-            // the last hl inputs: from the chunk, or (a chunk shorter than hl) partly from the history before it
-            std::copy_n(xc_.get() + c * xs_ + pad_ + frames, hl, hist_.data() + c * hl);
-        }
-    });
+    pool_.parallel_for(a.groups, [this, &a](std::size_t b, std::size_t e, std::size_t) {
+        keep_history(a.in, a.in_stride, a.frames, b * kGroup, std::min(Cin_, e * kGroup));
+    }, 1);
 }
 
-// Rows [16·b, 16·e) of the chunk, rows of `stride` → xc_ (channel c at c·xs_ + pad + hl + t), in 8×8 tiles.
-void FftConv::transpose_in(const float* in, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e) {
-    float* xc = xc_.get() + pad_ + hl_;
-    for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
-        for (std::size_t c0 = 0; c0 < Cin_; c0 += 8)
-            transpose_tile(in + t0 * stride + c0, stride, xc + c0 * xs_ + t0, xs_, std::min<std::size_t>(8, frames - t0),
-                           std::min<std::size_t>(8, Cin_ - c0));
+// The last hl inputs of channels [c0, c1): from the chunk, or (a chunk shorter than hl) partly from the history.
+void FftConv::keep_history(const float* in, std::size_t in_stride, std::size_t frames, std::size_t c0, std::size_t c1) {
+    const std::size_t hl = hl_, n = std::min(hl, frames), keep = hl - n;
+    float* h = hist_.data();
+    if (keep > 0)
+        for (std::size_t c = c0; c < c1; ++c) std::memmove(h + c * hl, h + c * hl + n, keep * sizeof(float));
+    for (std::size_t i = 0; i < n; i += 8)
+        for (std::size_t k = c0; k < c1; k += 8)
+            transpose_tile(in + (frames - n + i) * in_stride + k, in_stride, h + k * hl + keep + i, hl,
+                           std::min<std::size_t>(8, n - i), std::min<std::size_t>(8, c1 - k));
 }
 
-// yc_ (channel j at j·ys_ + t) → rows of `stride`, in 8×8 tiles.
-void FftConv::transpose_out(float* out, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e) {
-    for (std::size_t t0 = b * 16; t0 < std::min(frames, e * 16); t0 += 8)
-        for (std::size_t j0 = 0; j0 < Cout_; j0 += 8)
-            transpose_tile(yc_.get() + j0 * ys_ + t0, ys_, out + t0 * stride + j0, stride, std::min<std::size_t>(8, Cout_ - j0),
-                           std::min<std::size_t>(8, frames - t0));
-}
-
-// Overlap-save for input channel c, outputs [s·hop, s·hop + hop) of this chunk: the window of M inputs ending there
-// (history included) is transformed where it lies in xc_ (hop is a multiple of 16 floats, so the window is as
-// aligned as the plan's arrays) or, for the last window of a chunk, from a zero-padded copy; times each of the
-// channel's kernel spectra; transformed back.
-void FftConv::item(std::size_t c, std::size_t s, std::size_t frames, std::size_t part) {
-    const std::size_t M = ch_.M, hl = hl_, bins = M / 2 + 1, sb = spec_stride(M);
+// Overlap-save for input channels [g·kGroup, +kGroup), outputs [s·hop, s·hop + hop) of this chunk. Each channel's
+// window holds its hl inputs before the segment's first output (from the history where they precede the chunk), the
+// segment's inputs, then zeros (they only reach outputs that are dropped); transformed; times each of the channel's
+// kernel spectra; transformed back, where the outputs then lie at [hl, hl + cnt).
+void FftConv::item(const float* in, std::size_t in_stride, float* out, std::size_t out_stride, std::size_t g, std::size_t s,
+                   std::size_t frames, std::size_t part) {
+    const std::size_t M = ch_.M, hl = hl_, bins = M / 2 + 1, sb = spec_stride(M), W = win_stride();
+    const std::size_t c0 = g * kGroup, gc = std::min(kGroup, Cin_ - c0);
     const std::size_t t0 = s * hop_, cnt = std::min(hop_, frames - t0);
-    float* buf = bufs_.get() + part * buf_stride();
-    auto* spec = reinterpret_cast<fftwf_complex*>(buf + spec_offset());
+    float* win = bufs_.get() + part * buf_stride();
+    float* res = fan_ > 1 ? win + kGroup * W : win;  // one kernel: the outputs replace the inputs
+    auto* spec = reinterpret_cast<fftwf_complex*>(win + (fan_ > 1 ? 2 : 1) * kGroup * W);
     auto* prod = spec + sb;
-    const float* chan = xc_.get() + c * xs_;
-    const std::size_t end = pad_ + hl + t0 + cnt;  // the window of M inputs ending with this segment's last input
-    std::size_t first;                            // where the outputs lie in the inverse transform
-    if (end >= M && (end - M) % 16 == 0) {
-        fftwf_execute_dft_r2c(fwd_, const_cast<float*>(chan + end - M), spec);  // out of place: input left intact
-        first = M - cnt;
-    } else {  // a short last segment: the window from its first output's history, zero-padded
-        const float* src = chan + pad_ + t0;
-        const std::size_t have = hl + frames - t0;
-        std::copy_n(src, std::min(have, M), buf);
-        if (have < M) std::fill(buf + have, buf + M, 0.0f);
-        fftwf_execute_dft_r2c(fwd_, buf, spec);
-        first = hl;
+
+    // window position p holds time t0 − hl + p
+    const std::size_t from_hist = t0 < hl ? hl - t0 : 0, r0 = t0 + from_hist - hl, r1 = t0 + cnt;
+    for (std::size_t k = 0; k < gc; ++k) {
+        std::copy_n(hist_.data() + (c0 + k) * hl + t0, from_hist, win + k * W);
+        std::fill(win + k * W + hl + cnt, win + k * W + M, 0.0f);
     }
-    for (std::size_t f = 0; f < fan_; ++f) {
-        const std::size_t j = c * fan_ + f;
-        const float* kf = reinterpret_cast<const float*>(kf_.get() + j * sb);
-        const float* sp = reinterpret_cast<const float*>(spec);
-        // one kernel: multiply in place (c2r may overwrite its input); several: into a second spectrum. Each bin is
-        // read before it is written, so the loop is safe to vectorise either way.
-        float* pr = fan_ == 1 ? reinterpret_cast<float*>(spec) : reinterpret_cast<float*>(prod);
-#pragma omp simd
-        for (std::size_t b = 0; b < bins; ++b) {
-            const float xr = sp[2 * b], xi = sp[2 * b + 1], kr = kf[2 * b], ki = kf[2 * b + 1];
-            pr[2 * b] = xr * kr - xi * ki;
-            pr[2 * b + 1] = xr * ki + xi * kr;
+    for (std::size_t t = r0; t < r1; t += 8) {
+        // The rows are a long stride apart (few to a page), so the hardware prefetcher falls behind: fetch ahead.
+        for (std::size_t r = t + kAhead; r < std::min(t + kAhead + 8, r1); ++r)
+            for (std::size_t k = 0; k < gc; k += 16) __builtin_prefetch(in + r * in_stride + c0 + k);
+        for (std::size_t k = 0; k < gc; k += 8)
+            transpose_tile(in + t * in_stride + c0 + k, in_stride, win + k * W + (t + hl - t0), W,
+                           std::min<std::size_t>(8, r1 - t), std::min<std::size_t>(8, gc - k));
+    }
+
+    // outputs of kGroup consecutive output channels at a time, transposed into the rows
+    const bool stream = frames * Cout_ >= kStreamFloats;
+    std::size_t filled = 0;
+    auto flush = [&](std::size_t j_end) {
+        for (std::size_t i = 0; i < cnt; i += 8) {
+            for (std::size_t k = 0; k < filled; k += 8)
+                transpose_tile(res + k * W + hl + i, W, out + (t0 + i) * out_stride + (j_end - filled + k), out_stride,
+                               std::min<std::size_t>(8, filled - k), std::min<std::size_t>(8, cnt - i), stream);
         }
-        fftwf_execute_dft_c2r(inv_, reinterpret_cast<fftwf_complex*>(pr), buf);
-        std::copy_n(buf + first, cnt, yc_.get() + j * ys_ + t0);
+        filled = 0;
+    };
+    for (std::size_t k = 0; k < gc; ++k) {
+        fftwf_execute_dft_r2c(fwd_, win + k * W, spec);
+        for (std::size_t f = 0; f < fan_; ++f) {
+            const std::size_t j = (c0 + k) * fan_ + f;
+            const float* kf = reinterpret_cast<const float*>(kf_.get() + j * sb);
+            const float* sp = reinterpret_cast<const float*>(spec);
+            // one kernel: multiply in place (c2r may overwrite its input); several: into a second spectrum. Each bin
+            // is read before it is written, so the loop is safe to vectorise either way.
+            float* pr = fan_ == 1 ? reinterpret_cast<float*>(spec) : reinterpret_cast<float*>(prod);
+#pragma omp simd
+            for (std::size_t b = 0; b < bins; ++b) {
+                const float xr = sp[2 * b], xi = sp[2 * b + 1], kr = kf[2 * b], ki = kf[2 * b + 1];
+                pr[2 * b] = xr * kr - xi * ki;
+                pr[2 * b + 1] = xr * ki + xi * kr;
+            }
+            fftwf_execute_dft_c2r(inv_, reinterpret_cast<fftwf_complex*>(pr), res + filled * W);
+            if (++filled == kGroup) flush(j + 1);
+        }
     }
+    if (filled > 0) flush((c0 + gc) * fan_);
+#if defined(__AVX__)
+    if (stream) _mm_sfence();  // the streamed outputs are visible before the item counts as done
+#endif
 }
 
 }  // namespace ssm::detail

@@ -3,10 +3,12 @@
 // behind every time-invariant layer's convolution view (S4D, S4, DSS, GSS, H3, MEGA's EMA, HiPPO).
 //
 // `inputs` channels come in as rows (frames × stride); each feeds `fan` kernels (HiPPO: the N coefficients of one
-// input; everything else: 1), so output channel j = c·fan + f is K_j ∗ u_c, written as rows of inputs·fan. The
-// inputs are kept channel-major with the last Lk−1 of the previous chunk in front (the history: this view's state),
-// so every transform reads one contiguous, aligned window and a signal of any length runs in chunks of bounded
-// memory. One forward transform per input window serves its `fan` kernels. Plans are made once (FFTW_MEASURE,
+// input; everything else: 1), so output channel j = c·fan + f is K_j ∗ u_c, written as rows of inputs·fan. The last
+// Lk−1 inputs of each channel are kept between chunks (the history: this view's state), so a signal of any length
+// runs in chunks of bounded memory. Work is cut into items of a few channels × one segment of outputs: an item
+// transposes its windows straight from the input rows (and the history) into per-thread buffers, transforms them
+// there and transposes the outputs straight into the output rows, so no channel-major copy of the chunk is made.
+// One forward transform per input window serves its `fan` kernels. Plans are made once (FFTW_MEASURE,
 // time-limited); `run` allocates nothing.
 #include <fftw3.h>
 
@@ -48,17 +50,12 @@ public:
     static Choice choose(std::size_t taps, std::size_t chunk, std::size_t kernels, double budget);
 
     /** Reserves its buffers in `ctx` and plans. `kernel(j, taps)` fills output channel j's `choice.taps` taps
-     * (float64, unscaled). `yc` (optional, ≥ out_scratch_floats()): a slice free during `run` to reuse. */
+     * (float64, unscaled). */
     FftConv(BatchContext& ctx, std::size_t inputs, std::size_t fan, const Choice& choice,
-            const std::function<void(std::size_t, double*)>& kernel, const Workspace::Slice* yc = nullptr);
+            const std::function<void(std::size_t, double*)>& kernel);
     ~FftConv();
     FftConv(const FftConv&) = delete;
     FftConv& operator=(const FftConv&) = delete;
-
-    /** Floats a caller-provided `yc` slice must hold for chunks of `chunk` frames. */
-    static std::size_t out_scratch_floats(std::size_t inputs, std::size_t fan, std::size_t chunk) {
-        return inputs * fan * (chunk + 16);
-    }
 
     /** out[t·out_stride + j] = Σ_k K_j[k] u_c[t − k] for t < frames (j = c·fan + f), with the history before. */
     void run(const float* in, std::size_t in_stride, float* out, std::size_t out_stride, std::size_t frames);
@@ -70,20 +67,30 @@ public:
     const Choice& choice() const noexcept { return ch_; }
 
 private:
+    /** Input channels per item: two 8×8 transpose tiles, a whole 64-byte line of each row read and written (8 read
+     * and wrote half lines, each line twice from memory: measured slower). */
+    static constexpr std::size_t kGroup = 16;
+    /** Rows the input transposes prefetch ahead. */
+    static constexpr std::size_t kAhead = 64;
+    /** Chunks of at least this many output floats are written past the caches: they would leave them before being
+     * read again, and a streamed store needs no read of the line first. */
+    static constexpr std::size_t kStreamFloats = std::size_t{1} << 20;
     static std::size_t spec_stride(std::size_t m) { return (m / 2 + 1 + 7) / 8 * 8; }
-    std::size_t spec_offset() const { return (ch_.M + 15) / 16 * 16; }
-    // per thread: a real buffer of M floats, the input's spectrum and a product spectrum, each 64-byte aligned
-    std::size_t buf_stride() const { return spec_offset() + 4 * spec_stride(ch_.M); }
-    void transpose_in(const float* in, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e);
-    void transpose_out(float* out, std::size_t stride, std::size_t frames, std::size_t b, std::size_t e);
-    void item(std::size_t c, std::size_t s, std::size_t frames, std::size_t part);
+    // A window's stride in the per-thread buffer: 64-byte aligned as the plans' arrays, +16 floats so that windows a
+    // power of two apart do not alias in the caches.
+    std::size_t win_stride() const { return (ch_.M + 15) / 16 * 16 + 16; }
+    // per thread: kGroup input windows, (fan > 1) kGroup output windows, an input spectrum and a product spectrum
+    std::size_t buf_stride() const { return (fan_ > 1 ? 2 : 1) * kGroup * win_stride() + 4 * spec_stride(ch_.M); }
+    void item(const float* in, std::size_t in_stride, float* out, std::size_t out_stride, std::size_t g, std::size_t s,
+              std::size_t frames, std::size_t part);
+    void keep_history(const float* in, std::size_t in_stride, std::size_t frames, std::size_t c0, std::size_t c1);
 
     ThreadPool& pool_;
-    std::size_t Cin_, fan_, Cout_, chunk_;
+    std::size_t Cin_, fan_, Cout_;
     Choice ch_;
-    std::size_t hl_ = 0, hop_ = 0, pad_ = 0, xs_ = 0, ys_ = 0;
+    std::size_t hl_ = 0, hop_ = 0;
     FftwBuf<fftwf_complex> kf_;
-    Workspace::Slice xc_, yc_, bufs_;  // [Cin][xs_] pad|history|chunk; [Cout][ys_] outputs; per-thread buffers
+    Workspace::Slice bufs_;  // per-thread buffers
     fftwf_plan fwd_ = nullptr, inv_ = nullptr;
     std::vector<float> hist_;  // [Cin][hl_]
 };
