@@ -10,6 +10,8 @@
 //                               (y = K∗u + Du), Batch with 1 thread; ns per sample per channel → cost model.
 //   BM_FftwLimit/M:/out:       FFTW's own r2c + c2r pair of size M (planned as the library plans), counted as
 //                               `out` outputs per pair (the plan's outputs_per_fft): samples/s per channel.
+//   BM_ConvVsFftw/N:/dtmin:    the floor's ratio in one process: BM_S4DConv's path and FFTW's pairs of its size,
+//                               alternated 40 times, the fastest of each (CPU time): conv_ns, fftw_ns, pct_of_fftw.
 //
 // Own flags (with Google Benchmark's): --hour=none|fft|all (which 1-hour runs to include; default fft)
 //                                      --cost=0|1 (the full cost-model sweep, else only N=64; default 1)
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <set>
 #include <string>
@@ -196,6 +199,66 @@ void BM_FftwLimit(benchmark::State& st, std::size_t M, std::size_t outputs) {
     fftwf_free(f);
 }
 
+// ---- the two side by side: the floor's ratio measured in one process ---------------------------------------------
+// One round = one Batch::process of 2^15 frames × 64 channels through the FFT path, then as many bare r2c+c2r pairs of
+// the plan's size as the path needs for those outputs, each timed in this process's CPU time; 40 rounds, the minimum
+// of each (what the machine gives at its quietest: a busy neighbour slows both, unevenly, in separate runs). The
+// pairs reuse the plan FFTW's wisdom made for the library in this process, so both run the same algorithm.
+double cpu_ns() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
+void BM_ConvVsFftw(benchmark::State& st, std::size_t N, double dt_min) {
+    const std::size_t H = 64, frames = 1 << 15;
+    bench::S4DParams p;
+    p.H = H;
+    p.N = N;
+    p.activation = "none";
+    p.output = "none";
+    p.dt_min = dt_min;
+    BatchOptions o;
+    o.backend = Backend::fft;
+    o.threads = 1;
+    Batch batch(bench::single_s4d(p), o);
+    const std::size_t M = batch.plan().front().fft_size, outs = batch.plan().front().outputs_per_fft, bins = M / 2 + 1;
+    auto* x = static_cast<float*>(fftwf_malloc(sizeof(float) * M));
+    auto* f = static_cast<fftwf_complex*>(fftwf_malloc(sizeof(fftwf_complex) * bins));
+    fftwf_set_timelimit(0.25);
+    fftwf_plan fwd = fftwf_plan_dft_r2c_1d(static_cast<int>(M), x, f, FFTW_MEASURE);
+    fftwf_plan inv = fftwf_plan_dft_c2r_1d(static_cast<int>(M), f, x, FFTW_MEASURE);
+    bench::fill_noise(x, M, 3);
+    std::vector<float> in(frames * H), out(frames * H);
+    bench::fill_noise(in.data(), in.size(), 5);
+    batch.process(in.data(), out.data(), frames);  // warm
+    const std::size_t pairs = (frames * H + outs - 1) / outs;
+    double conv = INFINITY, lim = INFINITY;
+    for (auto _ : st) {
+        double t0 = cpu_ns();
+        batch.process(in.data(), out.data(), frames);
+        benchmark::ClobberMemory();
+        conv = std::min(conv, (cpu_ns() - t0) / static_cast<double>(frames * H));
+        t0 = cpu_ns();
+        for (std::size_t k = 0; k < pairs; ++k) {
+            fftwf_execute(fwd);
+            fftwf_execute(inv);
+            x[0] *= 1.0f / static_cast<float>(M);
+        }
+        benchmark::ClobberMemory();
+        lim = std::min(lim, (cpu_ns() - t0) / static_cast<double>(pairs * outs));
+    }
+    st.counters["conv_ns"] = conv;
+    st.counters["fftw_ns"] = lim;
+    st.counters["pct_of_fftw"] = 100.0 * lim / conv;
+    st.counters["fft_size"] = static_cast<double>(M);
+    st.counters["outputs_per_fft"] = static_cast<double>(outs);
+    fftwf_destroy_plan(fwd);
+    fftwf_destroy_plan(inv);
+    fftwf_free(x);
+    fftwf_free(f);
+}
+
 std::string fmt_dt(double v) {
     char b[32];
     std::snprintf(b, sizeof b, "%g", v);
@@ -256,6 +319,10 @@ int main(int argc, char** argv) {
         for (double dt : dts)
             benchmark::RegisterBenchmark(("BM_S4DConv/fft/N:" + std::to_string(N) + "/dtmin:" + fmt_dt(dt)).c_str(), BM_S4DConv, Backend::fft, N, dt)->MinTime(0.3)->UseRealTime();
     }
+    for (std::size_t N : {std::size_t{4}, std::size_t{64}, std::size_t{256}})
+        for (double dt : {0.001, 0.003, 0.01, 0.02})
+            benchmark::RegisterBenchmark(("BM_ConvVsFftw/N:" + std::to_string(N) + "/dtmin:" + fmt_dt(dt)).c_str(), BM_ConvVsFftw, N, dt)
+                ->Iterations(40)->Unit(benchmark::kMillisecond);
     // FFTW's limit for the sizes the conv runs reported (fft_size, outputs_per_fft), given as --fftw=M:out,M:out
     for (const auto& [M, out] : fftw_sizes)
         benchmark::RegisterBenchmark(("BM_FftwLimit/M:" + std::to_string(M) + "/out:" + std::to_string(out)).c_str(), BM_FftwLimit, M, out)->MinTime(0.3);

@@ -6,6 +6,7 @@ usage: report.py RAW_DIR OUT_STEM
 """
 import glob
 import json
+import re
 import math
 import os
 import statistics
@@ -162,6 +163,18 @@ def main():
             fftw_rows.append({"N": r["N"], "dtmin": r["dtmin"], "fft_size": r["fft_size"], "outputs_per_fft": r["outputs_per_fft"],
                               "conv_ns": r["ns"], "fftw_ns": lim, "pct_of_fftw": 100 * lim / r["ns"],
                               "conv_msamples_per_s_channel": 1e3 / r["ns"], "fftw_msamples_per_s_channel": 1e3 / lim})
+    # The same ratio measured in one process (BM_ConvVsFftw: the path and FFTW's pairs alternated, fastest of each):
+    # preferred, as separate processes minutes apart see different neighbours.
+    rt, _ = load_gb(os.path.join(raw, "ratio.json"))
+    if rt:
+        fftw_rows = []
+        for k, v in rt.items():
+            e = v[0]
+            m = re.search(r"N:(\d+)/dtmin:([0-9.]+)", k)
+            fftw_rows.append({"N": int(m.group(1)), "dtmin": float(m.group(2)), "fft_size": int(e["fft_size"]),
+                              "outputs_per_fft": int(e["outputs_per_fft"]), "conv_ns": e["conv_ns"], "fftw_ns": e["fftw_ns"],
+                              "pct_of_fftw": e["pct_of_fftw"], "conv_msamples_per_s_channel": 1e3 / e["conv_ns"],
+                              "fftw_msamples_per_s_channel": 1e3 / e["fftw_ns"], "in_process": True})
     res["fftw"] = fftw_rows
 
     # ---- PyTorch peer, memory, load
@@ -176,7 +189,7 @@ def main():
     for k, v in lv2.items():
         us = med(v, "real_time") * to_us[v[0].get("time_unit", "ns")]
         res["lv2"][short(k)] = {"us_per_block": us, "cpu_pct": 100 * us / (64 / 48000 * 1e6)}
-    for phase in ("fma", "stream", "batch", "conv", "fftw", "lv2", "torch", "memory"):
+    for phase in ("fma", "stream", "batch", "conv", "fftw", "ratio", "lv2", "torch", "memory"):
         p = os.path.join(raw, f"load_{phase}.json")
         if os.path.exists(p):
             loads[phase] = json.load(open(p))
@@ -287,8 +300,10 @@ def markdown(res, P, stream, batch, fit, cross, fftw_rows, torch_res, mem, crash
         L.append("")
 
     if fftw_rows:
+        how = ("measured in one process, `BM_ConvVsFftw`: the two alternated 40 times, the fastest of each, CPU time"
+               if fftw_rows[0].get("in_process") else "separate processes, medians")
         L.append("**FFT-conv path vs FFTW's own r2c+c2r** (conv alone: S4D H=64, activation/output none, Batch fft, 1 thread; "
-                 "FFTW: one r2c+c2r pair of the same size per `outputs_per_fft` outputs) — ns per sample per channel:")
+                 "FFTW: one r2c+c2r pair of the same size per `outputs_per_fft` outputs; " + how + ") — ns per sample per channel:")
         L.append("")
         L.append("| N | dt_min | FFT size | outputs/FFT | conv path | FFTW limit | % of FFTW |")
         L.append("|---|---|---|---|---|---|---|")

@@ -102,6 +102,11 @@ EOF
 "${PIN[@]}" "$B/bench_s4d" --cost=0 --hour=none --fftw="$SIZES" --benchmark_filter='^BM_FftwLimit' --benchmark_repetitions=3 \
     --benchmark_format=json --benchmark_out="$RAW/fftw.json" >/dev/null
 
+log "FFT-conv path and FFTW side by side in one process (the floor's ratio)"
+load_snapshot ratio
+"${PIN[@]}" "$B/bench_s4d" --cost=0 --hour=none --benchmark_filter='^BM_ConvVsFftw' --benchmark_format=json \
+    --benchmark_out="$RAW/ratio.json" >/dev/null
+
 if [ -x "$BUILD/plugins/lv2/bench_lv2" ]; then
     log "LV2 plugin, 64-frame blocks at 48 kHz"
     load_snapshot lv2
