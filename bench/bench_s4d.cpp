@@ -135,19 +135,23 @@ void BM_S4DBatch(benchmark::State& st, Backend backend, std::size_t total, std::
 
 // ---- the convolution alone: cost model and FFT-conv path ---------------------------------------------------------
 
-void BM_S4DConv(benchmark::State& st, Backend backend, std::size_t N, double dt_min) {
-    const std::size_t H = 64;
+// One S4D layer H=64 with activation and output "none" (y = K∗u + Du) through a 1-thread Batch.
+Batch conv_batch(Backend backend, std::size_t N, double dt_min) {
     bench::S4DParams p;
-    p.H = H;
+    p.H = 64;
     p.N = N;
     p.activation = "none";
     p.output = "none";
     p.dt_min = dt_min;
-    auto model = bench::single_s4d(p);
     BatchOptions o;
     o.backend = backend;
     o.threads = 1;
-    Batch batch(model, o);
+    return Batch(bench::single_s4d(p), o);
+}
+
+void BM_S4DConv(benchmark::State& st, Backend backend, std::size_t N, double dt_min) {
+    const std::size_t H = 64;
+    Batch batch = conv_batch(backend, N, dt_min);
     const auto& lp = batch.plan().front();
     const std::size_t frames = 1 << 17;  // four internal chunks of 2^15
     std::vector<float> in(frames * H), out(frames * H);
@@ -212,16 +216,7 @@ double cpu_ns() {
 
 void BM_ConvVsFftw(benchmark::State& st, std::size_t N, double dt_min) {
     const std::size_t H = 64, frames = 1 << 15;
-    bench::S4DParams p;
-    p.H = H;
-    p.N = N;
-    p.activation = "none";
-    p.output = "none";
-    p.dt_min = dt_min;
-    BatchOptions o;
-    o.backend = Backend::fft;
-    o.threads = 1;
-    Batch batch(bench::single_s4d(p), o);
+    Batch batch = conv_batch(Backend::fft, N, dt_min);
     const std::size_t M = batch.plan().front().fft_size, outs = batch.plan().front().outputs_per_fft, bins = M / 2 + 1;
     auto* x = static_cast<float*>(fftwf_malloc(sizeof(float) * M));
     auto* f = static_cast<fftwf_complex*>(fftwf_malloc(sizeof(fftwf_complex) * bins));

@@ -423,23 +423,9 @@ public:
             rmsnorm(C_.get(), C_.get(), T, N_, nullptr, eps_);
         }
         gemm(blas_, dtr_.get(), T, R_, wdt_.get(), E_, delta_.get());
-        SelectiveScanArgs a;
-        a.u = xc_.get();
-        a.delta = delta_.get();
-        a.delta_bias = bdt_.get();
-        a.delta_softplus = true;
-        a.A = A_.get();
-        a.B = B_.get();
-        a.C = C_.get();
-        a.D = Dk_.get();
-        a.z = z_.get();
-        a.y = y_.get();
-        a.state = state_.get();
-        a.batch = 1;
-        a.length = T;
-        a.dim = E_;
-        a.dstate = N_;
-        selective_scan(a);
+        selective_scan({.u = xc_.get(), .delta = delta_.get(), .A = A_.get(), .B = B_.get(), .C = C_.get(), .D = Dk_.get(),
+                        .z = z_.get(), .delta_bias = bdt_.get(), .y = y_.get(), .state = state_.get(), .batch = 1, .length = T,
+                        .dim = E_, .dstate = N_, .delta_softplus = true});
         gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
         if (bout_.size()) bias_add(out, bout_.get(), T, D_);
     }
@@ -545,22 +531,8 @@ public:
         causal_conv_silu(Br_.get(), N_, T, N_, K_, cwB_.get(), nb(cbB_), winB_.get(), B_.get());
         causal_conv_silu(Cr_.get(), N_, T, N_, K_, cwC_.get(), nb(cbC_), winC_.get(), C_.get());
         dt_softplus(dtr_.get(), H_, T, H_, dt_bias_.get(), lo_, hi_, dt_.get());
-        SsdArgs a;
-        a.x = x_.get();
-        a.dt = dt_.get();
-        a.A = A_.get();
-        a.B = B_.get();
-        a.C = C_.get();
-        a.D = Dk_.get();
-        a.y = y_.get();
-        a.state = state_.get();
-        a.batch = 1;
-        a.length = T;
-        a.heads = H_;
-        a.headdim = P_;
-        a.dstate = N_;
-        a.chunk = 64;
-        ssd_scan(a);
+        ssd_scan({.x = x_.get(), .dt = dt_.get(), .A = A_.get(), .B = B_.get(), .C = C_.get(), .D = Dk_.get(), .y = y_.get(),
+                  .state = state_.get(), .batch = 1, .length = T, .heads = H_, .headdim = P_, .dstate = N_, .chunk = 64});
         gated_rmsnorm(y_.get(), z_.get(), E_, T, E_, E_, nb(nw_), eps_, mode_);
         gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
         if (bout_.size()) bias_add(out, bout_.get(), T, D_);
