@@ -4,7 +4,7 @@
 //   BM_MambaStream/D:/N:/block:     one Mamba mixer (expand 2, d_conv 4, dt_rank D/16) streamed through ssm::Stream,
 //                                   `block` frames per call, one thread; ns_per_frame, GFLOPs (GFLOP/s, FLOPs below).
 //   BM_Mamba2Stream/D:/N:/P:/block: one Mamba-2 mixer (expand 2, head_dim P, 1 group), the same way.
-//   BM_SignalBatch/<family>/threads:  a signal model (Linear 1→64, 2 blocks d_model 64 expand 2, d_state 64 (Mamba-2:
+//   BM_SignalBatch/<family>[-ssd|-recurrence]/threads:  a signal model (Linear 1→64, 2 blocks d_model 64 expand 2, d_state 64 (Mamba-2:
 //                                   head_dim 32), Linear 64→1) over 1 minute of 16 kHz through ssm::Batch;
 //                                   x_realtime; BM_SignalStream the same model streamed at block 64 (one stream).
 //   BM_CopyBandwidth               memcpy of 512 MiB: the machine's copy bandwidth (bytes read per second).
@@ -141,10 +141,11 @@ void BM_Mamba2Stream(benchmark::State& st) {
 
 constexpr std::size_t kMinute = 60 * 16000;
 
-void BM_SignalBatch(benchmark::State& st, bool two, std::size_t threads) {
+void BM_SignalBatch(benchmark::State& st, bool two, std::size_t threads, Backend backend = Backend::automatic) {
     const auto m = signal_model(two);
     BatchOptions o;
     o.threads = threads;
+    o.backend = backend;
     Batch b(m, o);
     std::vector<float> in(kMinute), out(kMinute);
     std::mt19937 rng(4);
@@ -226,10 +227,16 @@ int main(int argc, char** argv) {
         const std::string fam = two ? "mamba2" : "mamba";
         benchmark::RegisterBenchmark(("BM_SignalStream/" + fam + "/block:64").c_str(), [two](benchmark::State& s) { BM_SignalStream(s, two); })
             ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(2);
-        for (std::size_t th : {1u, 2u})
+        for (std::size_t th : {1u, 2u}) {
             benchmark::RegisterBenchmark(("BM_SignalBatch/" + fam + "/threads:" + std::to_string(th)).c_str(),
                                          [two, th](benchmark::State& s) { BM_SignalBatch(s, two, th); })
                 ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(2);
+            if (two)  // Mamba-2's two scans forced: SSD (the parallel view) and the recurrence (auto's cost model)
+                for (auto [tag, b] : {std::pair{"ssd", Backend::fft}, std::pair{"recurrence", Backend::recurrence}})
+                    benchmark::RegisterBenchmark(("BM_SignalBatch/" + fam + "-" + tag + "/threads:" + std::to_string(th)).c_str(),
+                                                 [two, th, b](benchmark::State& s) { BM_SignalBatch(s, two, th, b); })
+                        ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(2);
+        }
     }
     benchmark::RegisterBenchmark("BM_CopyBandwidth", BM_CopyBandwidth)->Unit(benchmark::kMillisecond)->MinTime(0.5);
     for (const auto& d : lms)

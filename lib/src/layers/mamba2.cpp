@@ -314,7 +314,7 @@ public:
             const float* x = in + f0 * l_.D;
             float* y = out + f0 * l_.D;
             rows(n, [&](std::size_t t0, std::size_t t1) { l_.in_proj(x, b, t0, t1); });
-            split(cd, 16, [&](std::size_t c0, std::size_t c1, std::size_t) { l_.conv(b, n, state_.data(), c0, c1); });
+            split(cd, runs_of_16(cd), [&](std::size_t c0, std::size_t c1, std::size_t) { l_.conv(b, n, state_.data(), c0, c1); });
             float* s = state_.data() + (l_.K - 1) * cd;
             // Heads in contiguous runs per thread, so a run shares its group's C·Bᵀ.
             const std::size_t grain = (l_.H + pool_.size() - 1) / pool_.size();
@@ -322,8 +322,8 @@ public:
                 split(l_.H, grain, [&](std::size_t h0, std::size_t h1, std::size_t part) {
                     l_.ssd_heads(b, n, s + h0 * l_.P * l_.N, h0, h1, ssd_.get() + part * l_.ssd_scratch());
                 });
-            else  // state rows in runs of 16 (multiples of the kernel's 4)
-                split(l_.H * l_.P, 16, [&](std::size_t r0, std::size_t r1, std::size_t) { l_.scan(b, n, s, r0, r1); });
+            else
+                split(l_.H * l_.P, runs_of_16(l_.H * l_.P), [&](std::size_t r0, std::size_t r1, std::size_t) { l_.scan(b, n, s, r0, r1); });
             rows(n, [&](std::size_t t0, std::size_t t1) { l_.gate_out(b, y, t0, t1); });
         }
     }
@@ -345,6 +345,13 @@ private:
         pool_.parallel_for(pieces_of(n, grain), [&](std::size_t b, std::size_t e, std::size_t) {
             f(b * grain, std::min(n, e * grain));
         }, 1);
+    }
+    // Channels or state rows per task: about two tasks per thread (taken as threads come free), in multiples of 16
+    // (whole cache lines; the scan kernel's rows of 4). Strips of 16 spent their time on per-frame setup: measured
+    // 20% of a 2-thread run in the convolution alone.
+    std::size_t runs_of_16(std::size_t total) const {
+        const std::size_t per = (total + 2 * pool_.size() - 1) / (2 * pool_.size());
+        return std::max<std::size_t>(16, (per + 15) / 16 * 16);
     }
     template <class F>
     void split(std::size_t total, std::size_t grain, F&& f) {
