@@ -82,6 +82,13 @@ void gemm(cublasHandle_t h, const float* x, std::size_t frames, std::size_t in, 
                                  &one, wt, static_cast<int>(out), x, static_cast<int>(in), &zero, y, static_cast<int>(out)));
 }
 
+/** gemm() plus the bias when there is one (an empty array: none). */
+void project(cublasHandle_t h, const float* x, std::size_t frames, std::size_t in, const DeviceArray<float>& wt,
+             const DeviceArray<float>& bias, std::size_t out, float* y) {
+    gemm(h, x, frames, in, wt.get(), out, y);
+    if (bias.size()) bias_add(y, bias.get(), frames, out);
+}
+
 std::vector<float> transposed(const std::vector<float>& w, std::size_t out, std::size_t in) {
     std::vector<float> t(w.size());
     for (std::size_t o = 0; o < out; ++o)
@@ -100,8 +107,7 @@ public:
         if (c.value("bias", true)) bias_ = upload(ctx.w.f32(name + ".bias"));
     }
     void run(const float* in, float* out, std::size_t frames) override {
-        gemm(blas_, in, frames, in_w, wt_.get(), out_w, out);
-        if (bias_.size()) bias_add(out, bias_.get(), frames, out_w);
+        project(blas_, in, frames, in_w, wt_, bias_, out_w, out);
     }
     void collect_plans(std::vector<LayerPlan>& p) const override { p.push_back({desc_, "cuda-cublas", "float32 GEMM (no TF32)", 0, 0, 0}); }
 
@@ -407,12 +413,8 @@ public:
         reset();
     }
     void run(const float* in, float* out, std::size_t T) override {
-        gemm(blas_, in, T, D_, wx_.get(), E_, x_.get());
-        gemm(blas_, in, T, D_, wz_.get(), E_, z_.get());
-        if (bx_.size()) {
-            bias_add(x_.get(), bx_.get(), T, E_);
-            bias_add(z_.get(), bz_.get(), T, E_);
-        }
+        project(blas_, in, T, D_, wx_, bx_, E_, x_.get());
+        project(blas_, in, T, D_, wz_, bz_, E_, z_.get());
         causal_conv_silu(x_.get(), E_, T, E_, K_, conv_w_.get(), conv_b_.size() ? conv_b_.get() : nullptr, window_.get(), xc_.get());
         gemm(blas_, xc_.get(), T, E_, wdt_in_.get(), R_, dtr_.get());
         gemm(blas_, xc_.get(), T, E_, wB_.get(), N_, B_.get());
@@ -426,8 +428,7 @@ public:
         selective_scan({.u = xc_.get(), .delta = delta_.get(), .A = A_.get(), .B = B_.get(), .C = C_.get(), .D = Dk_.get(),
                         .z = z_.get(), .delta_bias = bdt_.get(), .y = y_.get(), .state = state_.get(), .batch = 1, .length = T,
                         .dim = E_, .dstate = N_, .delta_softplus = true});
-        gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
-        if (bout_.size()) bias_add(out, bout_.get(), T, D_);
+        project(blas_, y_.get(), T, E_, wout_, bout_, D_, out);
     }
     void reset() override {
         window_.zero();
@@ -517,15 +518,11 @@ public:
         reset();
     }
     void run(const float* in, float* out, std::size_t T) override {
-        const auto proj = [&](const DeviceArray<float>& w, const DeviceArray<float>& b, std::size_t n, float* dst) {
-            gemm(blas_, in, T, D_, w.get(), n, dst);
-            if (b.size()) bias_add(dst, b.get(), T, n);
-        };
-        proj(wz_, bz_, E_, z_.get());
-        proj(wx_, bx_, E_, xr_.get());
-        proj(wB_, bB_, N_, Br_.get());
-        proj(wC_, bC_, N_, Cr_.get());
-        proj(wdt_, bdt_in_, H_, dtr_.get());
+        project(blas_, in, T, D_, wz_, bz_, E_, z_.get());
+        project(blas_, in, T, D_, wx_, bx_, E_, xr_.get());
+        project(blas_, in, T, D_, wB_, bB_, N_, Br_.get());
+        project(blas_, in, T, D_, wC_, bC_, N_, Cr_.get());
+        project(blas_, in, T, D_, wdt_, bdt_in_, H_, dtr_.get());
         const auto nb = [](const DeviceArray<float>& b) { return b.size() ? b.get() : nullptr; };
         causal_conv_silu(xr_.get(), E_, T, E_, K_, cwx_.get(), nb(cbx_), winx_.get(), x_.get());
         causal_conv_silu(Br_.get(), N_, T, N_, K_, cwB_.get(), nb(cbB_), winB_.get(), B_.get());
@@ -534,8 +531,7 @@ public:
         ssd_scan({.x = x_.get(), .dt = dt_.get(), .A = A_.get(), .B = B_.get(), .C = C_.get(), .D = Dk_.get(), .y = y_.get(),
                   .state = state_.get(), .batch = 1, .length = T, .heads = H_, .headdim = P_, .dstate = N_, .chunk = 64});
         gated_rmsnorm(y_.get(), z_.get(), E_, T, E_, E_, nb(nw_), eps_, mode_);
-        gemm(blas_, y_.get(), T, E_, wout_.get(), D_, out);
-        if (bout_.size()) bias_add(out, bout_.get(), T, D_);
+        project(blas_, y_.get(), T, E_, wout_, bout_, D_, out);
     }
     void reset() override {
         winx_.zero();

@@ -21,6 +21,13 @@ inline void check(cudaError_t e, const char* what, const char* file, int line) {
 /** After a launch: a bad configuration shows up here, a fault in the kernel at the next synchronisation. */
 #define SSM_CUDA_LAUNCHED(name) ::ssm::cuda::detail::check(cudaGetLastError(), name, __FILE__, __LINE__)
 
+/** Blocks of `threads` for a grid-stride loop over n items: enough to fill the GPU, at most 65536 (the kernels stride
+ * over the rest). */
+inline unsigned grid_stride_blocks(std::size_t n, std::size_t threads = 256) {
+    const std::size_t b = (n + threads - 1) / threads;
+    return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
+}
+
 /** An owning device array of `n` elements (uninitialised). */
 template <class T>
 class DeviceArray {

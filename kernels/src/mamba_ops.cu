@@ -11,11 +11,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(std::size_t n) {
-    const std::size_t b = (n + kThreads - 1) / kThreads;
-    return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
-}
-
 __device__ __forceinline__ float silu_(float x) { return x / (1.0f + __expf(-x)); }
 __device__ __forceinline__ float softplus_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
@@ -105,37 +100,37 @@ __global__ void gated_k(float* y, const float* z, std::size_t ld_z, std::size_t 
 
 void rmsnorm(const float* in, float* out, std::size_t rows, std::size_t w, const float* weight, float eps) {
     if (rows == 0) return;
-    rmsnorm_k<<<grid_for(rows * 32), kThreads>>>(in, out, rows, w, weight, eps);
+    rmsnorm_k<<<grid_stride_blocks(rows * 32), kThreads>>>(in, out, rows, w, weight, eps);
     SSM_CUDA_LAUNCHED("rmsnorm");
 }
 
 void causal_conv_silu(const float* in, std::size_t ld_in, std::size_t rows, std::size_t C, std::size_t K, const float* wt,
                       const float* bias, float* window, float* out) {
     if (rows * C == 0) return;
-    conv_k<<<grid_for(rows * C), kThreads>>>(in, ld_in, rows, C, K, wt, bias, window, out);
+    conv_k<<<grid_stride_blocks(rows * C), kThreads>>>(in, ld_in, rows, C, K, wt, bias, window, out);
     SSM_CUDA_LAUNCHED("causal_conv_silu");
     if (K > 1) {
-        window_k<<<grid_for(C), kThreads>>>(in, ld_in, rows, C, K - 1, window);
+        window_k<<<grid_stride_blocks(C), kThreads>>>(in, ld_in, rows, C, K - 1, window);
         SSM_CUDA_LAUNCHED("causal_conv_silu: window");
     }
 }
 
 void copy_cols(const float* src, std::size_t ld, std::size_t rows, std::size_t cols, float* dst) {
     if (rows * cols == 0) return;
-    copy_cols_k<<<grid_for(rows * cols), kThreads>>>(src, ld, rows, cols, dst);
+    copy_cols_k<<<grid_stride_blocks(rows * cols), kThreads>>>(src, ld, rows, cols, dst);
     SSM_CUDA_LAUNCHED("copy_cols");
 }
 
 void dt_softplus(const float* src, std::size_t ld, std::size_t rows, std::size_t H, const float* bias, float lo, float hi, float* dt) {
     if (rows * H == 0) return;
-    dt_k<<<grid_for(rows * H), kThreads>>>(src, ld, rows, H, bias, lo, hi, dt);
+    dt_k<<<grid_stride_blocks(rows * H), kThreads>>>(src, ld, rows, H, bias, lo, hi, dt);
     SSM_CUDA_LAUNCHED("dt_softplus");
 }
 
 void gated_rmsnorm(float* y, const float* z, std::size_t ld_z, std::size_t rows, std::size_t E, std::size_t gs, const float* w,
                    float eps, int mode) {
     if (rows * E == 0) return;
-    gated_k<<<grid_for(rows * (E / gs) * 32), kThreads>>>(y, z, ld_z, rows, E, gs, w, eps, mode);
+    gated_k<<<grid_stride_blocks(rows * (E / gs) * 32), kThreads>>>(y, z, ld_z, rows, E, gs, w, eps, mode);
     SSM_CUDA_LAUNCHED("gated_rmsnorm");
 }
 

@@ -125,11 +125,6 @@ __global__ void to_frame_major_k(const float* src, std::size_t ld, std::size_t r
     }
 }
 
-unsigned grid_stride_blocks(std::size_t n) {
-    const std::size_t b = (n + kThreads - 1) / kThreads;
-    return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
-}
-
 }  // namespace
 
 void bias_add(float* y, const float* bias, std::size_t rows, std::size_t w) {

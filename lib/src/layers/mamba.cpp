@@ -82,7 +82,7 @@ public:
             }
         project(b.dbc + t0 * w, w, t1 - t0, R, w_dt.data(), b_dt.data(), E, b.delta + t0 * E, E);
 #pragma omp simd
-        for (std::size_t i = t0 * E; i < t1 * E; ++i) b.delta[i] = softplus(b.delta[i]);
+        for (std::size_t i = t0 * E; i < t1 * E; ++i) b.delta[i] = fast_softplus(b.delta[i]);
     }
     // The selective scan over channels [c0, c1): 16 channels at a time in the vector lanes, their states transposed
     // to [N][16] so that B_t and C_t are broadcasts and y needs no horizontal sum (one per channel and step cost as

@@ -58,9 +58,6 @@ inline void project(const float* in, std::size_t in_stride, std::size_t frames, 
         project(in, in_stride, frames, k, w.f32.data(), b, n, out, out_stride);
 }
 
-/** PyTorch's softplus (beta 1, threshold 20), vectorisable (ops/math.hpp). */
-inline float softplus(float x) noexcept { return fast_softplus(x); }
-
 /** y = x / sqrt(mean(x²) + eps), optionally × weight: the RMS norms of Mamba, Mamba-2 and FalconMamba. */
 inline void rms_normalize(float* x, std::size_t w, float eps, const float* weight) noexcept {
     float ss = 0.0f;
