@@ -123,6 +123,11 @@ def main():
     plot(res, examples, a.out + ".png")
 
 
+def ours_label(res):
+    lag = int(res.get("latency_samples", 0))
+    return "causal S4D" if lag == 0 else f"S4D, {1000 * lag / FS:.0f} ms look-ahead"
+
+
 def write_md(res):
     out = [f"{res['epochs_per_snr']} held-out 2-s epochs per SNR and artifact; mean over epochs. "
            "Published baselines: EEGdenoiseNet (their data, not ours); per-SNR values read from the paper's "
@@ -130,7 +135,7 @@ def write_md(res):
     for kind, title in (("eog", "Ocular (EOG)"), ("emg", "Muscle (EMG)")):
         P = PUBLISHED[kind]
         out += [f"**{title}** — RRMSE temporal / RRMSE spectral / CC", "",
-                "| SNR | noisy input | causal band-pass 1–40 Hz | **ours (causal S4D, C++)** | simple CNN (paper) "
+                f"| SNR | noisy input | causal band-pass 1–40 Hz | **ours ({ours_label(res)}, C++)** | simple CNN (paper) "
                 "RRMSE_t | FCNN (paper) RRMSE_t | ours below simple CNN? |", "|---|---|---|---|---|---|---|"]
         for i, snr in enumerate(SNRS):
             r = res["kinds"][kind][snr] if snr in res["kinds"][kind] else res["kinds"][kind][str(snr)]
@@ -159,7 +164,7 @@ def plot(res, examples, path):
         a = ax[row, 0]
         a.plot(SNRS, g("noisy", 0), "k:", label="noisy input")
         a.plot(SNRS, g("bandpass", 0), "s--", label="causal band-pass 1-40 Hz")
-        a.plot(SNRS, g("ours", 0), "o-", lw=2, label="ours (causal S4D)")
+        a.plot(SNRS, g("ours", 0), "o-", lw=2, label=f"ours ({ours_label(res)})")
         a.plot(SNRS, PUBLISHED[kind]["simple CNN rrmse_t"], "^--", label="simple CNN (paper, their data)")
         a.plot(SNRS, PUBLISHED[kind]["FCNN rrmse_t"], "v--", label="FCNN (paper, their data)")
         a.set_ylim(0, max(1.6, 1.05 * max(g("ours", 0))))

@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, iirnotch, filtfilt, resample_poly, sosfiltfilt
+try:  # only prepare() needs SciPy; training from the cache does not (a lent GPU machine may lack it)
+    from scipy.signal import butter, iirnotch, filtfilt, resample_poly, sosfiltfilt
+except ImportError:
+    pass
 
 FS = 125
 EPOCH = 2 * FS

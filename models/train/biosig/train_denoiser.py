@@ -4,7 +4,8 @@
     python3 models/train/biosig/train_denoiser.py --task ecg --out models/ecg-denoiser
     python3 models/train/biosig/train_denoiser.py --task eeg --out models/eeg-artifact
 
-CPU is enough (the shipped models were trained on 1 CPU thread of a shared 2-core machine). The task module
+CPU is enough for the small models (the first shipped models were trained on 1 CPU thread of a shared 2-core
+machine); `--device cuda` trains on a GPU (batches are still made by --workers CPU processes). The task module
 (ecg_data.py / eeg_data.py) supplies FS, load() and make_batch(rng, src, B, L) -> (noisy, clean) float32 arrays.
 Writes to --out: <name>.safetensors, <name>.pt (PyTorch checkpoint, for the golden-file test), train_log.txt.
 """
@@ -82,6 +83,7 @@ def main():
     ap.add_argument("--delay", type=int, default=0, help="look-ahead samples (declared latency)")
     ap.add_argument("--init", type=str, default=None, help="start from this checkpoint (.pt written by this script)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", type=str, default="cpu", help="cpu or cuda")
     ap.add_argument("--out", type=str, required=True)
     a = ap.parse_args()
     t = TASKS[a.task]
@@ -95,7 +97,9 @@ def main():
     cfg = dict(d_model=a.d_model, n_layers=a.n_layers, d_state=a.d_state, prenorm=True, dropout=a.dropout)
     model = S4DModel(1, 1, disc="zoh", activation="gelu", output="glu", **cfg)
     if a.init:
-        model.load_state_dict(torch.load(a.init)["state_dict"])
+        model.load_state_dict(torch.load(a.init, map_location="cpu")["state_dict"])
+    dev = torch.device(a.device)
+    model.to(dev)
     nparam = sum(p.numel() for p in model.parameters())
     ssm = [p for n, p in model.named_parameters() if ".kernel." in n]
     ids = {id(p) for p in ssm}
@@ -113,7 +117,8 @@ def main():
     L = int((a.seg_s or t["seg_s"]) * FS)
     warm = int(t["warm_s"] * FS)
     dl = torch.utils.data.DataLoader(Batches(t["module"], a.batch, L, a.seed), batch_size=None,
-                                     num_workers=a.workers, persistent_workers=a.workers > 0)
+                                     num_workers=a.workers, persistent_workers=a.workers > 0,
+                                     pin_memory=dev.type == "cuda", prefetch_factor=8 if a.workers > 0 else None)
     log = open(out / "train_log.txt", "w")
 
     def say(s):
@@ -122,7 +127,8 @@ def main():
         log.flush()
 
     say(f"# {t['name']} training {time.strftime('%Y-%m-%d %H:%M:%S')} torch={torch.__version__} "
-        f"threads={a.threads} workers={a.workers}")
+        f"threads={a.threads} workers={a.workers} device={dev}"
+        + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
     say(f"# args {json.dumps(vars(a))}")
     say(f"# model S4DModel(1, 1, **{cfg}, disc='zoh', activation='gelu', output='glu') params={nparam}")
     say("step  loss(nmse, mean of last 50)  lr  elapsed_s")
@@ -139,6 +145,7 @@ def main():
                 steps = fit
         set_lr(step)
         X, Y = next(it)
+        X, Y = X.to(dev, non_blocking=True), Y.to(dev, non_blocking=True)
         model.train()
         loss = loss_fn(model(X.unsqueeze(-1)).squeeze(-1), Y, warm, a.delay)
         opt.zero_grad(set_to_none=True)
@@ -152,6 +159,7 @@ def main():
             run, n = 0.0, 0
     say(f"# training time {time.time() - t0:.0f} s, {step} steps")
     model.eval()
+    model.to("cpu")
     torch.save({"cfg": cfg, "delay": a.delay, "state_dict": model.state_dict()}, out / f"{t['name']}.pt")
     desc = t["desc"] + (f" Output lags the input by {a.delay} samples (look-ahead)." if a.delay else "")
     write_native(out / f"{t['name']}.safetensors", model_layers(model), model_tensors(model), FS, t["name"], desc,
