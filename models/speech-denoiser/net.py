@@ -49,8 +49,9 @@ def layers_config(m):
     return [{"type": "residual", "prenorm": False, "body": body}]
 
 
-def export(m, path, description):
-    return write_native(str(path), layers_config(m), m.state_dict(), 16000, "speech-denoiser", description)
+def export(m, path, description, latency_samples=0):
+    return write_native(str(path), layers_config(m), m.state_dict(), 16000, "speech-denoiser", description,
+                        latency_samples=latency_samples)
 
 
 def load(path):

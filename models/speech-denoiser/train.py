@@ -108,6 +108,11 @@ def si_sdr(est, ref):
     return 10 * torch.log10(t.pow(2).sum(-1) / ((est - t).pow(2).sum(-1) + 1e-9) + 1e-9)
 
 
+def align(yh, y, delay):
+    """With `delay` D > 0 the output at t estimates the clean speech at t - D."""
+    return (yh[:, delay:], y[:, :-delay]) if delay else (yh, y)
+
+
 def loss_fn(yh, y, warm, spec_w):
     yh, y = yh[:, warm:], y[:, warm:]
     p = y.pow(2).mean(1) + 1e-7
@@ -141,6 +146,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--max_minutes", type=float, default=1e9)
     ap.add_argument("--eval_every", type=int, default=200)
+    ap.add_argument("--delay", type=int, default=0,
+                    help="look-ahead in samples: the output at t is trained to estimate the clean speech at t - delay "
+                         "(the exported file declares latency_samples = delay)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--work", default=None, help="where the checkpoint and history go (default: --out)")
@@ -196,7 +204,7 @@ def main():
         model.train()
         X, Y, _ = tr.batch(a.batch, L)
         yh = model(X)
-        loss, _ = loss_fn(yh, Y, warm, a.spec_w)
+        loss, _ = loss_fn(*align(yh, Y, a.delay), warm, a.spec_w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -207,8 +215,9 @@ def main():
             model.eval()
             with torch.no_grad():
                 yv = torch.cat([model(Xv[i:i + 32]) for i in range(0, len(Xv), 32)])
-                vl, _ = loss_fn(yv, Yv, warm, a.spec_w)
-                sd = si_sdr(yv[:, warm:], Yv[:, warm:]).mean().item()
+                ya, Ya = align(yv, Yv, a.delay)
+                vl, _ = loss_fn(ya, Ya, warm, a.spec_w)
+                sd = si_sdr(ya[:, warm:], Ya[:, warm:]).mean().item()
                 sd_in = si_sdr(Xv[:, warm:], Yv[:, warm:]).mean().item()
             hist["step"].append(step)
             hist["train"].append(float(np.mean(run)))
@@ -228,8 +237,9 @@ def main():
     model = build(cfg)
     model.load_state_dict(ck["state_dict"])
     P(f"best val SI-SDR {best:.2f} dB at step {ck['step']}")
-    export(model.eval(), out / "speech-denoiser.safetensors",
-           description="causal S4D speech denoiser, 16 kHz mono waveform in/out, zero algorithmic latency")
+    desc = ("causal S4D speech denoiser, 16 kHz mono waveform in/out, " +
+            ("zero algorithmic latency" if a.delay == 0 else f"output delayed by {a.delay} samples (look-ahead)"))
+    export(model.eval(), out / "speech-denoiser.safetensors", description=desc, latency_samples=a.delay)
     (work / "history.json").write_text(json.dumps(hist))
     try:
         import matplotlib
