@@ -2,7 +2,8 @@
 # The web view in headless Chromium: a known record (MIT-BIH 100 through notch + the shipped ECG denoiser, 4x real
 # time) and a synthetic stream with a gap are streamed; the page is loaded twice about a second apart
 # (--dump-dom); the page's own state must show both streams, traces that moved, raw values equal to what was sent,
-# finite clean values, a heart rate near MIT-BIH 100's, and the gap; a screenshot is saved in the test output.
+# clean values equal to the same chain run offline by `ssm run`, a heart rate near MIT-BIH 100's, and the gap; a
+# screenshot is saved in the test output.
 set -euo pipefail
 M=${SSM_MONITOR:?}; here=$(cd "$(dirname "$0")" && pwd); src=${SSM_SOURCE_DIR:?}
 out=${SSM_TEST_OUT:-/tmp}/web; rm -rf "$out"; mkdir -p "$out"; cd "$out"
@@ -48,6 +49,23 @@ sleep 1.5
 dump dom2.html
 chrome --screenshot="$out/monitor.png" >/dev/null || fail "screenshot failed"
 python3 "$here/check_web_state.py" dom1.html dom2.html "$csvarg" $hrarg || fail "page state"
+if [ "$csvarg" != - ]; then
+    # The clean traces against the same chain run offline (`ssm design` + `ssm run`, one channel at a time): the
+    # live path (one ssm::Stream per channel, fed in network-sized blocks) must give the same numbers.
+    S=${SSM_CLI:?}
+    "$S" design notch --freq 60 --q 30 --rate 360 --then "$model" -o chain.safetensors >/dev/null 2>&1 \
+        || fail "ssm design of the offline chain"
+    python3 - <<'PY' || fail "splitting the record"
+import csv
+rows = list(csv.reader(open("rec100.csv")))[1:1 + 60 * 360]
+for c in (1, 2):
+    with open(f"ch{c - 1}.csv", "w") as f:
+        f.write("x\n" + "".join(r[c] + "\n" for r in rows))
+PY
+    for c in 0 1; do "$S" run chain.safetensors ch$c.csv off$c.csv -q || fail "ssm run ch$c"; done
+    paste -d, off0.csv off1.csv > offline.csv
+    python3 "$here/check_web_clean.py" dom2.html ecg100 offline.csv 1e-4 || fail "clean traces differ from the offline chain"
+fi
 [ "$(stat -c %s monitor.png)" -gt 20000 ] || fail "screenshot too small"
 echo "screenshot: $out/monitor.png"
 echo "web: OK"
