@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
     serve->add_option("--stream-ttl", so.stream_ttl_s, "seconds a disconnected stream is kept for resume")->capture_default_str();
     serve->add_option("--max-streams", so.max_streams)->capture_default_str();
     serve->add_option("--max-viewers", so.max_viewers)->capture_default_str();
-    serve->add_option("--cert", so.cert, "TLS certificate (PEM)");
-    serve->add_option("--key", so.key, "TLS private key (PEM)");
+    serve->add_option("--cert", so.cert, "TLS certificate chain (PEM); with --key, the port speaks TLS 1.2+ only (binary protocol, HTTPS, WSS)");
+    serve->add_option("--key", so.key, "TLS private key (PEM, unencrypted) for --cert");
     serve->add_option("--port-file", so.port_file, "write the bound port to this file once listening");
     serve->add_option("--stats-file", so.stats_file, "write final statistics (JSON) here on exit");
     serve->add_flag("--quiet", so.quiet);
