@@ -8,6 +8,7 @@ PKGS=(build-essential cmake pkg-config git
       libxxhash-dev lv2-dev lilv-utils jalv jackd2 sordi
       clang-14 libclang-rt-14-dev
       libboost-dev chromium python3  # ssm-monitor: Boost.Asio/Beast; its web-view test (headless) and test scripts
+      libssl-dev openssl curl        # ssm-monitor: TLS (OpenSSL); its TLS test makes a throwaway certificate, fetches https
       portaudio19-dev libjack-jackd2-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

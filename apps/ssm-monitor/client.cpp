@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <optional>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,10 +16,12 @@
 #include <iostream>
 #include <limits>
 #include <thread>
+#include <type_traits>
 
 #include "protocol.hpp"
 #include "recording.hpp"
 #include "ssmstream/error.hpp"
+#include "tls.hpp"
 #include "wfdb.hpp"
 
 namespace ssm::monitor {
@@ -76,71 +80,140 @@ Source load_source(const SendOptions& o) {
     return s;
 }
 
-/** One connection, over raw TCP or WebSocket. */
+/** A TLS handshake that failed for a reason a retry will not fix (the certificate, or a server without TLS). */
+struct TlsFailure : std::runtime_error {
+    TlsFailure(const std::string& what, bool certificate) : std::runtime_error(what), certificate(certificate) {}
+    bool certificate;  // the server's certificate was rejected (rather than the handshake itself)
+};
+
+using TlsSocket = net::ssl::stream<tcp::socket>;
+template <class S>
+constexpr bool kIsWs = false;
+template <class S>
+constexpr bool kIsWs<websocket::stream<S>> = true;
+
+/** One connection: raw TCP or WebSocket, each in the clear or inside TLS. */
 class Conn {
+    // (first: the members below deduce their return types from it)
+    /** Calls f on whichever stream this connection is. */
+    template <class F>
+    auto with(F&& f) {
+        if (plain_) return f(*plain_);
+        if (tls_) return f(*tls_);
+        if (ws_) return f(*ws_);
+        return f(*wss_);
+    }
+    template <class S>
+    static TlsSocket* tls_layer(S& s) {
+        if constexpr (std::is_same_v<S, TlsSocket>) return &s;
+        else if constexpr (std::is_same_v<S, websocket::stream<TlsSocket>>) return &s.next_layer();
+        else return nullptr;
+    }
+
 public:
-    Conn(net::io_context& ioc, bool ws) : sock_(ioc), ws_(ioc), use_ws_(ws) {}
+    /** `tls` null: plaintext. `verify`: the handshake checks the certificate and that it names the host. */
+    Conn(net::io_context& ioc, bool ws, net::ssl::context* tls, bool verify) : ioc_(ioc), verify_(verify) {
+        if (tls && ws) wss_.emplace(ioc, *tls);
+        else if (tls) tls_.emplace(ioc, *tls);
+        else if (ws) ws_.emplace(ioc);
+        else plain_.emplace(ioc);
+    }
     void connect(const std::string& host, unsigned short port) {
-        tcp::resolver res(sock_.get_executor());
+        tcp::resolver res(ioc_);
         const auto eps = res.resolve(host, std::to_string(port));
-        if (use_ws_) {
-            net::connect(beast::get_lowest_layer(ws_), eps);
-            beast::get_lowest_layer(ws_).set_option(tcp::no_delay(true));
-            ws_.handshake(host, "/ingest?token=" + token);
-            ws_.binary(true);
-        } else {
-            net::connect(sock_, eps);
-            sock_.set_option(tcp::no_delay(true));
-        }
+        with([&](auto& s) {
+            auto& sock = beast::get_lowest_layer(s);
+            net::connect(sock, eps);
+            sock.set_option(tcp::no_delay(true));
+            if (TlsSocket* t = tls_layer(s)) handshake(*t, host);
+            if constexpr (kIsWs<std::decay_t<decltype(s)>>) {
+                beast::error_code ec;
+                s.handshake(host, "/ingest?token=" + token, ec);
+                const bool unanswered = ec == beast::http::error::end_of_stream || ec == net::error::connection_reset;
+                if (unanswered && !tls_layer(s))  // a TLS-only server closes a plaintext upgrade request unanswered
+                    throw std::runtime_error("WebSocket handshake: " + ec.message() + " (a TLS-only server? then --tls or --ca FILE)");
+                if (ec) throw boost::system::system_error(ec);
+                s.binary(true);
+            }
+        });
     }
     void write(const std::vector<std::byte>& b) {
-        if (use_ws_) ws_.write(net::buffer(b));
-        else net::write(sock_, net::buffer(b));
+        with([&](auto& s) {
+            if constexpr (kIsWs<std::decay_t<decltype(s)>>) s.write(net::buffer(b));
+            else net::write(s, net::buffer(b));
+        });
     }
     /** Reads one frame; false on EOF/error. */
     bool read(Header& h, std::vector<std::byte>& payload) {
-        if (use_ws_) {
-            beast::flat_buffer fb;
+        return with([&](auto& s) {
             beast::error_code ec;
-            ws_.read(fb, ec);
-            if (ec) return false;
-            const auto d = fb.cdata();
-            std::span<const std::byte> all(static_cast<const std::byte*>(d.data()), d.size());
-            if (!parse_header(all, h) || all.size() != kHeaderBytes + h.payload_bytes) return false;
-            payload.assign(all.begin() + kHeaderBytes, all.end());
-            return true;
-        }
-        std::array<std::byte, kHeaderBytes> hb;
-        beast::error_code ec;
-        net::read(sock_, net::buffer(hb), ec);
-        if (ec || !parse_header(hb, h)) return false;
-        payload.resize(h.payload_bytes);
-        net::read(sock_, net::buffer(payload), ec);
-        return !ec;
+            if constexpr (kIsWs<std::decay_t<decltype(s)>>) {
+                beast::flat_buffer fb;
+                s.read(fb, ec);
+                if (ec) return false;
+                const auto d = fb.cdata();
+                std::span<const std::byte> all(static_cast<const std::byte*>(d.data()), d.size());
+                if (!parse_header(all, h) || all.size() != kHeaderBytes + h.payload_bytes) return false;
+                payload.assign(all.begin() + kHeaderBytes, all.end());
+                return true;
+            } else {
+                std::array<std::byte, kHeaderBytes> hb;
+                net::read(s, net::buffer(hb), ec);
+                if (ec || !parse_header(hb, h)) return false;
+                payload.resize(h.payload_bytes);
+                net::read(s, net::buffer(payload), ec);
+                return !ec;
+            }
+        });
     }
+    /** Cuts the connection (a reset, no TLS close_notify): what a device losing its link looks like. */
     void close_hard() {
-        beast::error_code ec;
-        auto& s = use_ws_ ? beast::get_lowest_layer(ws_) : sock_;
-        s.set_option(net::socket_base::linger(true, 0), ec);
-        s.close(ec);
+        with([&](auto& s) {
+            beast::error_code ec;
+            auto& sock = beast::get_lowest_layer(s);
+            sock.set_option(net::socket_base::linger(true, 0), ec);
+            sock.close(ec);
+        });
     }
+    /** Clean end after the bye: waits for the server to close (it has then processed the bye). */
     void close() {
-        beast::error_code ec;
-        if (use_ws_) ws_.close(websocket::close_code::normal, ec);
-        else {
-            sock_.shutdown(tcp::socket::shutdown_send, ec);
-            // wait for the server to close (it has then processed our bye)
-            std::array<char, 256> junk;
-            while (!ec) sock_.read_some(net::buffer(junk), ec);
-            sock_.close(ec);
-        }
+        with([&](auto& s) {
+            using S = std::decay_t<decltype(s)>;
+            beast::error_code ec;
+            if constexpr (kIsWs<S>) {
+                s.close(websocket::close_code::normal, ec);
+            } else {
+                // Plain TCP half-closes; TLS cannot (the server's TLS layer would read a cut), so it reads on until
+                // the server's close_notify and answers it.
+                if constexpr (std::is_same_v<S, tcp::socket>) s.shutdown(tcp::socket::shutdown_send, ec);
+                std::array<char, 256> junk;
+                while (!ec) s.read_some(net::buffer(junk), ec);
+                if constexpr (std::is_same_v<S, TlsSocket>)
+                    if (ec == net::error::eof) s.shutdown(ec);
+                beast::get_lowest_layer(s).close(ec);
+            }
+        });
     }
     std::string token;
 
 private:
-    tcp::socket sock_;
-    websocket::stream<tcp::socket> ws_;
-    bool use_ws_;
+    void handshake(TlsSocket& t, const std::string& host) {
+        keep_record_buffers(t.native_handle());
+        set_tls_peer(t.native_handle(), host, verify_);
+        beast::error_code ec;
+        t.handshake(net::ssl::stream_base::client, ec);
+        if (!ec) return;
+        const std::string why = tls_client_error(ec, t.native_handle(), verify_);
+        if (!is_tls_error(ec)) throw std::runtime_error(why);  // a reset or EOF mid-handshake: worth a retry
+        throw TlsFailure(why, verify_ && SSL_get_verify_result(t.native_handle()) != X509_V_OK);
+    }
+
+    net::io_context& ioc_;
+    bool verify_;
+    std::optional<tcp::socket> plain_;
+    std::optional<TlsSocket> tls_;
+    std::optional<websocket::stream<tcp::socket>> ws_;
+    std::optional<websocket::stream<TlsSocket>> wss_;
 };
 
 bool contains(const std::vector<std::uint64_t>& v, std::uint64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
@@ -160,6 +233,11 @@ int run_send(const SendOptions& o) {
     if (ch == 0 || ch > kMaxChannels) throw ssm::UsageError("send: channel count must be 1..256");
     const std::size_t block = o.block ? o.block : std::max<std::size_t>(1, static_cast<std::size_t>(rate / 20));
     if (block > kMaxFramesPerData) throw ssm::UsageError("send: --block at most 4096 frames");
+    if (o.insecure && !o.ca.empty())
+        throw ssm::UsageError("--ca and --insecure contradict each other: --ca verifies the server, --insecure does not");
+    std::optional<net::ssl::context> tls;
+    if (o.tls || o.insecure || !o.ca.empty()) tls.emplace(make_client_tls(o.ca, o.insecure));
+    const bool verify = tls && !o.insecure;
     net::io_context ioc;
     std::uint64_t pos = 0;  // next frame index into the source
     int attempts = 0;
@@ -171,7 +249,7 @@ int run_send(const SendOptions& o) {
     std::vector<std::uint64_t> dropped_done;
     auto seq_of = [&](std::uint64_t i) { return src.seqs.empty() ? i : src.seqs[i]; };
     while (true) {
-        Conn conn(ioc, o.websocket);
+        Conn conn(ioc, o.websocket, tls ? &*tls : nullptr, verify);
         conn.token = o.token;
         try {
             conn.connect(o.host, o.port);
@@ -179,7 +257,9 @@ int run_send(const SendOptions& o) {
             encode_hello(src.hello, out);
             conn.write(out);
             Header h;
-            if (!conn.read(h, payload)) throw std::runtime_error("connection closed before welcome");
+            if (!conn.read(h, payload))
+                throw std::runtime_error(tls ? "connection closed before welcome"
+                                             : "connection closed before welcome (a TLS-only server? then --tls or --ca FILE)");
             if (h.type == Type::error) {
                 std::string why;
                 parse_error(payload, why);
@@ -239,6 +319,15 @@ int run_send(const SendOptions& o) {
             conn.close();
             if (!o.quiet) std::cerr << "ssm-monitor send: sent " << pos << " frames of " << ch << " channels\n";
             return 0;
+        } catch (const TlsFailure& e) {  // the same server would fail the same way again: no retry
+            std::cerr << "ssm-monitor send: TLS: " << e.what();
+            if (e.certificate)
+                std::cerr << " (checked for host " << o.host << " against "
+                          << (o.ca.empty() ? "the system's trusted certificates; --ca FILE trusts a private CA or the server's own certificate"
+                                           : "--ca " + o.ca)
+                          << ")";
+            std::cerr << "\n";
+            return 1;
         } catch (const std::exception& e) {
             if (++attempts > o.retries) {
                 std::cerr << "ssm-monitor send: giving up: " << e.what() << "\n";

@@ -18,6 +18,9 @@ struct SendOptions {
     std::size_t block = 0;             // frames per data frame (0: rate/20, i.e. 50 ms)
     double speed = 1;                  // pacing: 1 = real time, 10 = ten times faster; 0 = as fast as possible
     bool websocket = false;            // send over ws://host:port/ingest instead of raw TCP
+    bool tls = false;                  // TLS, verifying the server against the system's trusted certificates
+    std::string ca;                    // PEM: verify the server against this CA or certificate only (implies tls)
+    bool insecure = false;             // TLS without verifying the server (implies tls; the caller warns)
     std::vector<std::uint64_t> skip;   // test hooks: data frames (by index) never sent → a gap at the server
     std::vector<std::uint64_t> nan_at; // frame indices whose channel-0 sample is sent as NaN
     std::vector<std::uint64_t> drop_at;  // data frame indices after which the connection is cut and resumed

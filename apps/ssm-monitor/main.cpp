@@ -32,20 +32,26 @@ int main(int argc, char** argv) {
     serve->add_option("--stream-ttl", so.stream_ttl_s, "seconds a disconnected stream is kept for resume")->capture_default_str();
     serve->add_option("--max-streams", so.max_streams)->capture_default_str();
     serve->add_option("--max-viewers", so.max_viewers)->capture_default_str();
-    serve->add_option("--cert", so.cert, "TLS certificate (PEM)");
-    serve->add_option("--key", so.key, "TLS private key (PEM)");
+    serve->add_option("--cert", so.cert, "TLS certificate chain (PEM); with --key, the port speaks TLS 1.2+ only (binary protocol, HTTPS, WSS)");
+    serve->add_option("--key", so.key, "TLS private key (PEM, unencrypted) for --cert");
     serve->add_option("--port-file", so.port_file, "write the bound port to this file once listening");
     serve->add_option("--stats-file", so.stats_file, "write final statistics (JSON) here on exit");
     serve->add_flag("--quiet", so.quiet);
 
     SendOptions to;
+    auto add_tls = [&](CLI::App* c) {
+        c->add_flag("--tls", to.tls, "connect over TLS; the server's certificate must chain to the system's trusted certificates and name --host");
+        c->add_option("--ca", to.ca, "PEM file (a CA, or the server's own self-signed certificate) to verify the server against instead; implies --tls");
+        c->add_flag("--insecure", to.insecure, "TLS WITHOUT verifying the server's certificate (encrypted but not authenticated: testing only); implies --tls");
+    };
     auto add_common = [&](CLI::App* c) {
         c->add_option("--host", to.host)->capture_default_str();
         c->add_option("--port", to.port)->capture_default_str();
         c->add_option("--token", to.token, "the server's token")->required();
         c->add_option("--id", to.id, "stream id (1-64 of [A-Za-z0-9_.-]); the same id resumes the same stream")->capture_default_str();
         c->add_option("--block", to.block, "frames per data frame (default: 50 ms)");
-        c->add_flag("--ws", to.websocket, "send over WebSocket (ws://host:port/ingest) instead of raw TCP");
+        c->add_flag("--ws", to.websocket, "send over WebSocket (ws://host:port/ingest, wss:// with TLS) instead of raw TCP");
+        add_tls(c);
         c->add_option("--retries", to.retries, "reconnection attempts")->capture_default_str();
         c->add_option("--skip-frame", to.skip, "(testing) never send these data frames: the server sees a gap");
         c->add_option("--nan-at", to.nan_at, "(testing) send channel 0 of these sample frames as NaN");
@@ -78,10 +84,14 @@ int main(int argc, char** argv) {
     replay->add_option("--token", ro.token, "the server's token");
     replay->add_option("--id", ro.id)->capture_default_str();
     replay->add_option("--block", ro.block);
-    replay->add_flag("--ws", ro.websocket);
+    replay->add_flag("--ws", ro.websocket, "send over WebSocket (ws://host:port/ingest, wss:// with TLS) instead of raw TCP");
+    add_tls(replay);
     replay->add_flag("--quiet", ro.quiet);
 
     CLI11_PARSE(app, argc, argv);
+    if (to.insecure && ((*send) || (*replay && dump.empty())))
+        std::cerr << "ssm-monitor: WARNING: --insecure: the server's certificate is not checked, so anyone on the path can pose "
+                     "as the server and read the token and the data. Use --ca FILE (or --tls) outside of tests.\n";
     try {
         if (*serve) return run_serve(so);
         if (*send) {

@@ -6,6 +6,12 @@
 // every 2 ms. Viewers get one JSON snapshot every 100 ms; a viewer that cannot keep up has messages dropped
 // (at most 4 queued) and is closed after 10 s of dropping. Memory is bounded by max_streams × ring size and
 // max_viewers × 4 messages.
+//
+// TLS (--cert/--key): the listening socket speaks TLS only. Every session class is a template over its byte stream
+// (beast::tcp_stream, or beast::ssl_stream over one); the handshake happens before the first bytes are looked at, so
+// the binary protocol, HTTP and WebSocket all run inside TLS unchanged. A connection that fails its handshake (a
+// plaintext client, a silent one past the hello timeout) is logged once and closed; handshakes in progress are
+// capped, so a flood of them cannot grow memory without bound.
 #include "server.hpp"
 
 #include <utility>  // before Boost.Asio 1.74 (its awaitable.hpp uses std::exchange)
@@ -15,9 +21,12 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -31,12 +40,14 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "chain.hpp"
 #include "protocol.hpp"
 #include "qrs.hpp"
 #include "recording.hpp"
 #include "ssmstream/ssmstream.hpp"
+#include "tls.hpp"
 #include "web_page.hpp"
 
 namespace ssm::monitor {
@@ -47,6 +58,33 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
+
+// The two transports every session class is instantiated for.
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+template <class S>
+constexpr bool kIsTls = std::is_same_v<S, TlsStream>;
+
+/** Closes at once (no TLS close_notify): for errors, timeouts and take-overs, where a read may still be pending. */
+template <class S>
+void close_now(S& s) {
+    beast::error_code ec;
+    auto& t = beast::get_lowest_layer(s);
+    t.socket().shutdown(tcp::socket::shutdown_both, ec);
+    t.close();
+}
+
+/** Closes after the last write, with nothing else pending. Over TLS a close_notify goes first, so the peer can tell a
+ * clean end from a cut; the peer's answer is awaited at most 2 s. `keep` holds the owner of `s` alive until then. */
+template <class S, class Keep>
+void close_gracefully(S& s, Keep keep) {
+    if constexpr (kIsTls<S>) {
+        beast::get_lowest_layer(s).expires_after(std::chrono::seconds(2));
+        s.async_shutdown([&s, keep = std::move(keep)](beast::error_code) { close_now(s); });
+    } else {
+        close_now(s);
+    }
+}
 
 constexpr std::size_t kMaxHelloPayload = 20000;
 constexpr std::size_t kDisplayCap = 2048;  // display points kept per stream between broadcasts
@@ -212,14 +250,24 @@ private:
     std::uint64_t d_processed_ = 0, d_nonfinite_ = 0, d_display_dropped_ = 0;
 };
 
-class Session;
+/** A connected browser (one implementation per transport): gets every snapshot, or has it dropped when behind. */
+class Viewer {
+public:
+    virtual ~Viewer() = default;
+    virtual void send(const std::shared_ptr<const std::string>& msg, std::int64_t now_ns) = 0;
+};
 
 class Server {
 public:
-    Server(const ServeOptions& o, Chain chain, std::vector<std::pair<std::string, Chain>> chain_for)
+    Server(const ServeOptions& o, Chain chain, std::vector<std::pair<std::string, Chain>> chain_for,
+           std::optional<net::ssl::context> tls_context)
         : pool_(o.workers ? o.workers : std::max(1u, std::thread::hardware_concurrency())), opt(o),
-          chain_(std::move(chain)), chain_for_(std::move(chain_for)), acceptor_(ioc), tick_(ioc), signals_(ioc, SIGINT, SIGTERM) {
+          tls(std::move(tls_context)), chain_(std::move(chain)), chain_for_(std::move(chain_for)), acceptor_(ioc), tick_(ioc),
+          signals_(ioc, SIGINT, SIGTERM) {
         policy = o.nonfinite == "reset" ? NonFinitePolicy::reset_state : NonFinitePolicy::zero_sample;
+        // Each handshake in progress holds an SSL object and the stream's buffers (tens of KiB): enough for every
+        // allowed stream and viewer to connect at once, and no more.
+        max_tls_handshakes = std::max<std::size_t>(256, o.max_streams + o.max_viewers);
     }
     int run();
 
@@ -233,7 +281,8 @@ public:
     NonFinitePolicy policy;
     LatencyHist latency;
     std::map<std::string, std::shared_ptr<StreamState>> streams;  // network thread only
-    std::set<std::shared_ptr<class Viewer>> viewers;              // network thread only
+    std::optional<net::ssl::context> tls;                         // set: every connection speaks TLS
+    std::set<std::shared_ptr<Viewer>> viewers;                    // network thread only
     std::deque<std::shared_ptr<const std::string>> history;       // the last snapshots, for a viewer that joins
     std::size_t history_bytes = 0;
     /** The recent snapshots as one JSON array (what a new viewer gets first, so its traces start filled). */
@@ -247,6 +296,8 @@ public:
         return out;
     }
     std::uint64_t conn_serial = 0, rejected = 0, viewer_drops = 0, viewers_closed_slow = 0;
+    std::uint64_t tls_failures = 0, tls_refused_busy = 0;  // network thread only
+    std::size_t tls_handshakes = 0, max_tls_handshakes = 0;
     std::atomic<std::uint64_t> nonfinite_total{0};
 
     /** Hello handling shared by TCP and WebSocket ingest; returns the stream or throws UsageError (sent to client). */
@@ -646,9 +697,10 @@ private:
 // ---------------------------------------------------------------------------------------------------------------
 // TCP ingest session (binary protocol)
 
-class TcpIngest : public std::enable_shared_from_this<TcpIngest> {
+template <class S>
+class TcpIngest : public std::enable_shared_from_this<TcpIngest<S>> {
 public:
-    TcpIngest(Server& srv, beast::tcp_stream&& s, std::array<std::byte, 4> first)
+    TcpIngest(Server& srv, S&& s, std::array<std::byte, 4> first)
         : srv_(srv), s_(std::move(s)), ingest_(srv) {
         std::memcpy(hdr_.data(), first.data(), 4);
         buf_.resize(kMaxHelloPayload);
@@ -657,9 +709,9 @@ public:
 
 private:
     void read_rest_of_header(std::size_t have) {
-        s_.expires_after(timeout());
+        beast::get_lowest_layer(s_).expires_after(timeout());
         net::async_read(s_, net::buffer(hdr_.data() + have, kHeaderBytes - have),
-                        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
     std::chrono::steady_clock::duration timeout() const {
         const double t = ingest_.attached() ? srv_.opt.idle_timeout_s : srv_.opt.hello_timeout_s;
@@ -675,7 +727,7 @@ private:
         type_ = h.type;
         len_ = h.payload_bytes;
         net::async_read(s_, net::buffer(buf_.data(), len_),
-                        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_payload(ec); });
+                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_payload(ec); });
     }
     void on_payload(beast::error_code ec) {
         if (ec) return end(ec == beast::error::timeout ? "timed out inside a frame" : "");
@@ -684,7 +736,7 @@ private:
     void handle() {
         reply_.clear();
         const bool was_attached = ingest_.attached();
-        std::weak_ptr<TcpIngest> weak = shared_from_this();
+        std::weak_ptr<TcpIngest> weak = this->shared_from_this();
         const auto r = ingest_.on_frame(type_, {buf_.data(), len_}, reply_, [weak] {
             if (auto p = weak.lock()) p->kicked();
         });
@@ -693,7 +745,7 @@ private:
         case Ingest::Result::bye: return end("");
         case Ingest::Result::full: {  // back-pressure: stop reading, retry in 2 ms
             retry_ = std::make_unique<net::steady_timer>(s_.get_executor(), std::chrono::milliseconds(2));
-            retry_->async_wait([self = shared_from_this()](beast::error_code e) {
+            retry_->async_wait([self = this->shared_from_this()](beast::error_code e) {
                 if (!e && !self->closed_) self->handle();
             });
             return;
@@ -702,7 +754,7 @@ private:
         }
         if (!was_attached && ingest_.attached()) buf_.resize(ingest_.payload_limit());
         if (!reply_.empty()) {
-            net::async_write(s_, net::buffer(reply_), [self = shared_from_this()](beast::error_code e, std::size_t) {
+            net::async_write(s_, net::buffer(reply_), [self = this->shared_from_this()](beast::error_code e, std::size_t) {
                 if (e) return self->end("");
                 self->read_rest_of_header(0);
             });
@@ -718,24 +770,23 @@ private:
         send_error_bytes();
     }
     void send_error_bytes() {
-        s_.expires_after(std::chrono::seconds(2));
-        net::async_write(s_, net::buffer(reply_), [self = shared_from_this()](beast::error_code, std::size_t) {
+        beast::get_lowest_layer(s_).expires_after(std::chrono::seconds(2));
+        net::async_write(s_, net::buffer(reply_), [self = this->shared_from_this()](beast::error_code, std::size_t) {
             self->end("");
         });
     }
-    void kicked() { end("taken over by a new connection"); }
-    void end(const std::string& why) {
+    void kicked() { end("taken over by a new connection", false); }  // a read is pending: no TLS close_notify
+    void end(const std::string& why, bool graceful = true) {
         if (closed_) return;
         closed_ = true;
         if (!why.empty()) srv_.log("connection " + std::to_string(ingest_.serial()) + ": " + why);
         ingest_.close();
-        beast::error_code ec;
-        s_.socket().shutdown(tcp::socket::shutdown_both, ec);
-        s_.close();
+        if (graceful) close_gracefully(s_, this->shared_from_this());
+        else close_now(s_);
     }
 
     Server& srv_;
-    beast::tcp_stream s_;
+    S s_;
     Ingest ingest_;
     std::array<std::byte, kHeaderBytes> hdr_{};
     std::vector<std::byte> buf_, reply_;
@@ -748,9 +799,10 @@ private:
 // ---------------------------------------------------------------------------------------------------------------
 // WebSocket ingest (same frames, one per binary message)
 
-class WsIngest : public std::enable_shared_from_this<WsIngest> {
+template <class S>
+class WsIngest : public std::enable_shared_from_this<WsIngest<S>> {
 public:
-    WsIngest(Server& srv, beast::tcp_stream&& s) : srv_(srv), ws_(std::move(s)), ingest_(srv) {}
+    WsIngest(Server& srv, S&& s) : srv_(srv), ws_(std::move(s)), ingest_(srv) {}
     void start(http::request<http::string_body> req) {
         beast::get_lowest_layer(ws_).expires_never();
         websocket::stream_base::timeout t{};
@@ -760,7 +812,7 @@ public:
         ws_.set_option(t);
         ws_.read_message_max(kHeaderBytes + kMaxPayload);
         ws_.binary(true);
-        ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+        ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
             if (!ec) self->read();
         });
     }
@@ -768,7 +820,7 @@ public:
 private:
     void read() {
         buf_.clear();
-        ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        ws_.async_read(buf_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
     }
     void on_read(beast::error_code ec) {
         if (ec) return end();
@@ -787,13 +839,13 @@ private:
             encode_error("WebSocket message length does not match its frame header (or exceeds the limit)", reply_);
             return send(true);
         }
-        std::weak_ptr<WsIngest> weak = shared_from_this();
+        std::weak_ptr<WsIngest> weak = this->shared_from_this();
         const auto r = ingest_.on_frame(h.type, all.subspan(kHeaderBytes), reply_, [weak] {
             if (auto p = weak.lock()) p->end();
         });
         if (r == Ingest::Result::full) {
             retry_ = std::make_unique<net::steady_timer>(ws_.get_executor(), std::chrono::milliseconds(2));
-            retry_->async_wait([self = shared_from_this()](beast::error_code e) {
+            retry_->async_wait([self = this->shared_from_this()](beast::error_code e) {
                 if (!e && !self->closed_) self->handle();
             });
             return;
@@ -803,7 +855,7 @@ private:
         read();
     }
     void send(bool then_close) {
-        ws_.async_write(net::buffer(reply_), [self = shared_from_this(), then_close](beast::error_code ec, std::size_t) {
+        ws_.async_write(net::buffer(reply_), [self = this->shared_from_this(), then_close](beast::error_code ec, std::size_t) {
             if (ec || then_close) return self->end();
             self->read();
         });
@@ -812,12 +864,10 @@ private:
         if (closed_) return;
         closed_ = true;
         ingest_.close();
-        beast::error_code ec;
-        beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
-        beast::get_lowest_layer(ws_).close();
+        close_now(ws_);
     }
     Server& srv_;
-    websocket::stream<beast::tcp_stream> ws_;
+    websocket::stream<S> ws_;
     Ingest ingest_;
     beast::flat_buffer buf_;
     std::vector<std::byte> reply_;
@@ -828,9 +878,10 @@ private:
 // ---------------------------------------------------------------------------------------------------------------
 // Viewer (WebSocket, text JSON snapshots)
 
-class Viewer : public std::enable_shared_from_this<Viewer> {
+template <class S>
+class ViewerSession : public Viewer, public std::enable_shared_from_this<ViewerSession<S>> {
 public:
-    Viewer(Server& srv, beast::tcp_stream&& s) : srv_(srv), ws_(std::move(s)) {}
+    ViewerSession(Server& srv, S&& s) : srv_(srv), ws_(std::move(s)) {}
     void start(http::request<http::string_body> req) {
         beast::get_lowest_layer(ws_).expires_never();
         websocket::stream_base::timeout t{};
@@ -844,14 +895,14 @@ public:
         // seconds instead of after megabytes of kernel buffering.
         beast::error_code ec;
         beast::get_lowest_layer(ws_).socket().set_option(net::socket_base::send_buffer_size(64 * 1024), ec);
-        ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+        ws_.async_accept(req, [self = this->shared_from_this()](beast::error_code ec) {
             if (ec) return;
             self->srv_.viewers.insert(self);
             self->send(self->srv_.backlog(), unix_now_ns());
             self->read();
         });
     }
-    void send(const std::shared_ptr<const std::string>& msg, std::int64_t now_ns) {
+    void send(const std::shared_ptr<const std::string>& msg, std::int64_t now_ns) override {
         if (closed_) return;
         if (q_.size() >= kViewerQueue) {  // slow reader: drop this snapshot
             ++srv_.viewer_drops;
@@ -870,29 +921,27 @@ public:
     void end() {
         if (closed_) return;
         closed_ = true;
-        srv_.viewers.erase(shared_from_this());
-        beast::error_code ec;
-        beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
-        beast::get_lowest_layer(ws_).close();
+        srv_.viewers.erase(this->shared_from_this());
+        close_now(ws_);
     }
 
 private:
     void write() {
-        ws_.async_write(net::buffer(*q_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        ws_.async_write(net::buffer(*q_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
             if (ec) return self->end();
             self->q_.pop_front();
             if (!self->q_.empty()) self->write();
         });
     }
     void read() {  // viewers send nothing we use; reading keeps control frames (ping/close) flowing
-        ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        ws_.async_read(in_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
             if (ec) return self->end();
             self->in_.clear();
             self->read();
         });
     }
     Server& srv_;
-    websocket::stream<beast::tcp_stream> ws_;
+    websocket::stream<S> ws_;
     beast::flat_buffer in_;
     std::deque<std::shared_ptr<const std::string>> q_;
     std::int64_t drop_since_ = 0;
@@ -932,9 +981,10 @@ std::string query_param(std::string_view target, std::string_view key) {
     return {};
 }
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+template <class S>
+class HttpSession : public std::enable_shared_from_this<HttpSession<S>> {
 public:
-    HttpSession(Server& srv, beast::tcp_stream&& s, std::array<std::byte, 4> first) : srv_(srv), s_(std::move(s)) {
+    HttpSession(Server& srv, S&& s, std::array<std::byte, 4> first) : srv_(srv), s_(std::move(s)) {
         auto b = buf_.prepare(4);
         std::memcpy(b.data(), first.data(), 4);
         buf_.commit(4);
@@ -943,15 +993,15 @@ public:
         parser_.emplace();
         parser_->header_limit(8192);
         parser_->body_limit(1024);
-        s_.expires_after(std::chrono::milliseconds(static_cast<long>(srv_.opt.hello_timeout_s * 1000)));
-        http::async_read(s_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        beast::get_lowest_layer(s_).expires_after(std::chrono::milliseconds(static_cast<long>(srv_.opt.hello_timeout_s * 1000)));
+        http::async_read(s_, buf_, *parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_request(ec);
         });
     }
 
 private:
     void on_request(beast::error_code ec) {
-        if (ec) return close();
+        if (ec) return close(false);
         auto req = parser_->release();
         const std::string target(req.target());
         const std::string path = target.substr(0, target.find('?'));
@@ -961,11 +1011,11 @@ private:
             if (path == "/view") {
                 if (srv_.viewers.size() >= srv_.opt.max_viewers)
                     return respond(http::status::service_unavailable, "text/plain", "too many viewers\n", req.version());
-                std::make_shared<Viewer>(srv_, std::move(s_))->start(std::move(req));
+                std::make_shared<ViewerSession<S>>(srv_, std::move(s_))->start(std::move(req));
                 return;
             }
             if (path == "/ingest") {
-                std::make_shared<WsIngest>(srv_, std::move(s_))->start(std::move(req));
+                std::make_shared<WsIngest<S>>(srv_, std::move(s_))->start(std::move(req));
                 return;
             }
             return respond(http::status::not_found, "text/plain", "no such endpoint\n", req.version());
@@ -974,7 +1024,9 @@ private:
         if (path == "/" || path == "/index.html") {
             if (!authed)
                 return respond(http::status::unauthorized, "text/plain",
-                               "ssm-monitor: open http://HOST:PORT/?token=YOUR_TOKEN (the token given to serve)\n", req.version());
+                               std::string("ssm-monitor: open ") + (kIsTls<S> ? "https" : "http") +
+                                   "://HOST:PORT/?token=YOUR_TOKEN (the token given to serve)\n",
+                               req.version());
             return respond(http::status::ok, "text/html; charset=utf-8", std::string(kWebPage), req.version());
         }
         if (path == "/stats") {
@@ -991,16 +1043,21 @@ private:
         res->keep_alive(false);
         res->body() = std::move(body);
         res->prepare_payload();
-        s_.expires_after(std::chrono::seconds(10));
-        http::async_write(s_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) { self->close(); });
+        beast::get_lowest_layer(s_).expires_after(std::chrono::seconds(10));
+        http::async_write(s_, *res, [self = this->shared_from_this(), res](beast::error_code ec, std::size_t) { self->close(!ec); });
     }
-    void close() {
-        beast::error_code ec;
-        s_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        s_.close();
+    void close(bool graceful) {
+        if constexpr (kIsTls<S>) {
+            if (graceful) return close_gracefully(s_, this->shared_from_this());
+            close_now(s_);
+        } else {
+            beast::error_code ec;
+            s_.socket().shutdown(tcp::socket::shutdown_send, ec);
+            s_.close();
+        }
     }
     Server& srv_;
-    beast::tcp_stream s_;
+    S s_;
     beast::flat_buffer buf_;
     std::optional<http::request_parser<http::string_body>> parser_;
 };
@@ -1008,39 +1065,68 @@ private:
 // ---------------------------------------------------------------------------------------------------------------
 // Accept, sniff (binary frame or HTTP), periodic tick
 
-class Sniffer : public std::enable_shared_from_this<Sniffer> {
+template <class S>
+class Sniffer : public std::enable_shared_from_this<Sniffer<S>> {
 public:
-    Sniffer(Server& srv, tcp::socket&& s) : srv_(srv), s_(std::move(s)) {}
+    Sniffer(Server& srv, S&& s) : srv_(srv), s_(std::move(s)) {
+        if constexpr (kIsTls<S>) {
+            beast::error_code ec;
+            peer_ = beast::get_lowest_layer(s_).socket().remote_endpoint(ec);
+            keep_record_buffers(s_.native_handle());  // no malloc/free per received frame
+        }
+    }
     void start() {
-        s_.expires_after(std::chrono::milliseconds(static_cast<long>(srv_.opt.hello_timeout_s * 1000)));
-        net::async_read(s_, net::buffer(first_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            self->on_first(ec);
-        });
+        // One deadline for the TLS handshake and the first bytes together: a client that connects and never speaks,
+        // or never finishes its handshake, is dropped after the hello timeout.
+        beast::get_lowest_layer(s_).expires_after(std::chrono::milliseconds(static_cast<long>(srv_.opt.hello_timeout_s * 1000)));
+        if constexpr (kIsTls<S>)
+            s_.async_handshake(net::ssl::stream_base::server,
+                               [self = this->shared_from_this()](beast::error_code ec) { self->on_handshake(ec); });
+        else
+            read_first();
     }
 
 private:
+    void on_handshake(beast::error_code ec) {
+        --srv_.tls_handshakes;
+        if (ec) {
+            ++srv_.tls_failures;
+            std::ostringstream peer;
+            peer << peer_;
+            srv_.log("TLS handshake from " + peer.str() + " failed: " +
+                     (ec == beast::error::timeout ? std::string("none completed within the hello timeout") : tls_server_error(ec)) +
+                     "; connection closed");
+            close_now(s_);
+            return;
+        }
+        read_first();
+    }
+    void read_first() {
+        net::async_read(s_, net::buffer(first_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+            self->on_first(ec);
+        });
+    }
     void on_first(beast::error_code ec) {
         if (ec) {
             if (ec == beast::error::timeout) srv_.log("connection closed: silent for the hello timeout");
-            beast::error_code e2;
-            s_.socket().shutdown(tcp::socket::shutdown_both, e2);
-            s_.close();
+            close_now(s_);
             return;
         }
         if (first_[0] == std::byte{kMagic0} && first_[1] == std::byte{kMagic1}) {
-            std::make_shared<TcpIngest>(srv_, std::move(s_), first_)->start();
+            std::make_shared<TcpIngest<S>>(srv_, std::move(s_), first_)->start();
             return;
         }
         const char c0 = static_cast<char>(first_[0]);
         if (c0 >= 'A' && c0 <= 'Z') {  // an HTTP method
-            std::make_shared<HttpSession>(srv_, std::move(s_), first_)->start();
+            std::make_shared<HttpSession<S>>(srv_, std::move(s_), first_)->start();
             return;
         }
-        std::make_shared<TcpIngest>(srv_, std::move(s_), first_)->start();  // replies "bad magic" and closes
+        std::make_shared<TcpIngest<S>>(srv_, std::move(s_), first_)->start();  // replies "bad magic" and closes
     }
     Server& srv_;
-    beast::tcp_stream s_;
+    S s_;
     std::array<std::byte, 4> first_{};
+    tcp::endpoint peer_;  // TLS: named in the log when the handshake fails (the socket may be closed by then)
 };
 
 void Server::accept() {
@@ -1048,7 +1134,17 @@ void Server::accept() {
         if (ec == net::error::operation_aborted) return;
         if (!ec) {
             s.set_option(tcp::no_delay(true), ec);
-            std::make_shared<Sniffer>(*this, std::move(s))->start();
+            if (!tls) {
+                std::make_shared<Sniffer<PlainStream>>(*this, PlainStream(std::move(s)))->start();
+            } else if (tls_handshakes >= max_tls_handshakes) {
+                if (tls_refused_busy++ % 1000 == 0)  // a flood would fill the log: every 1000th is enough
+                    log("TLS: " + std::to_string(tls_handshakes) + " handshakes in progress, the most allowed; new connections "
+                        "are closed until some finish (" + std::to_string(tls_refused_busy) + " so far)");
+                s.close(ec);
+            } else {
+                ++tls_handshakes;
+                std::make_shared<Sniffer<TlsStream>>(*this, TlsStream(PlainStream(std::move(s)), *tls))->start();
+            }
         }
         accept();
     });
@@ -1097,7 +1193,8 @@ std::string Server::stats_json() {
     os << "{\"latency_ms\":{\"p50\":" << latency.quantile_ms(0.5) << ",\"p99\":" << latency.quantile_ms(0.99)
        << ",\"count\":" << latency.count() << "},\"rejected_connections\":" << rejected << ",\"viewers\":" << viewers.size()
        << ",\"viewer_drops\":" << viewer_drops << ",\"viewers_closed_slow\":" << viewers_closed_slow
-       << ",\"nonfinite\":" << nonfinite_total.load() << ",\"streams\":{";
+       << ",\"nonfinite\":" << nonfinite_total.load() << ",\"tls\":" << (tls ? "true" : "false")
+       << ",\"tls_handshake_failures\":" << tls_failures << ",\"tls_refused_busy\":" << tls_refused_busy << ",\"streams\":{";
     bool first = true;
     for (auto& [id, s] : streams) {
         if (!first) os << ',';
@@ -1123,8 +1220,13 @@ int Server::run() {
         std::ofstream(opt.port_file + ".tmp") << port << "\n";
         std::filesystem::rename(opt.port_file + ".tmp", opt.port_file);
     }
-    log("listening on " + opt.bind + ":" + std::to_string(port) + " (ingest: TCP or ws://.../ingest; view: http://" +
-        opt.bind + ":" + std::to_string(port) + "/?token=...)" + (chain_.size() ? ", chain " + chain_.text() : ""));
+    const std::string hostport = opt.bind + ":" + std::to_string(port);
+    if (tls)
+        log("listening on " + hostport + ", TLS only (ingest: TLS or wss://.../ingest; view: https://" + hostport +
+            "/?token=...)" + (chain_.size() ? ", chain " + chain_.text() : ""));
+    else
+        log("listening on " + hostport + " (ingest: TCP or ws://.../ingest; view: http://" + hostport + "/?token=...)" +
+            (chain_.size() ? ", chain " + chain_.text() : ""));
     signals_.async_wait([this](beast::error_code, int sig) {
         log("signal " + std::to_string(sig) + ": closing");
         beast::error_code ec;
@@ -1148,8 +1250,12 @@ int Server::run() {
 
 int run_serve(const ServeOptions& o0) {
     ServeOptions o = o0;
-    if (!o.cert.empty() || !o.key.empty())
-        throw ssm::UsageError("--cert/--key: TLS is not implemented in this build; put a TLS-terminating proxy in front");
+    if (o.cert.empty() != o.key.empty())
+        throw ssm::UsageError(o.cert.empty() ? "--key needs --cert (TLS takes both: the certificate and its private key)"
+                                             : "--cert needs --key (TLS takes both: the certificate and its private key)");
+    // Loaded before anything else happens, so a bad certificate or key stops the server at once, with nothing made.
+    std::optional<net::ssl::context> tls;
+    if (!o.cert.empty()) tls.emplace(make_server_tls(o.cert, o.key));
     if (o.nonfinite != "zero" && o.nonfinite != "reset") throw ssm::UsageError("--nonfinite must be zero or reset");
     if (o.token.empty()) {
         std::random_device rd;
@@ -1167,7 +1273,7 @@ int run_serve(const ServeOptions& o0) {
         chain_for.emplace_back(gs.substr(0, eq), Chain::parse(gs.substr(eq + 1)));
     }
     if (!o.record_dir.empty()) std::filesystem::create_directories(o.record_dir);
-    Server srv(o, std::move(chain), std::move(chain_for));
+    Server srv(o, std::move(chain), std::move(chain_for), std::move(tls));
     return srv.run();
 }
 

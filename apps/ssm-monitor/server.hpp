@@ -1,5 +1,6 @@
 #pragma once
-// `ssm-monitor serve`: ingest (TCP and WebSocket), per-channel processing on worker threads, recording, web view.
+// `ssm-monitor serve`: ingest (TCP and WebSocket), per-channel processing on worker threads, recording, web view;
+// plaintext, or TLS only when given a certificate and key.
 #include <cstddef>
 #include <filesystem>
 #include <string>
@@ -20,7 +21,7 @@ struct ServeOptions {
     double idle_timeout_s = 30;      // a stream silent this long is disconnected (it can resume)
     double stream_ttl_s = 600;       // a disconnected stream is forgotten (recording closed) after this
     std::size_t max_streams = 128, max_viewers = 16;
-    std::string cert, key;           // TLS (not implemented yet: refused with a clear message)
+    std::string cert, key;           // PEM files; both given: every connection speaks TLS (1.2 or later) only
     std::string port_file;           // write the bound port here (for tests with --port 0)
     std::string stats_file;          // write final statistics JSON here at exit
     bool quiet = false;

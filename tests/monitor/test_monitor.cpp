@@ -1,14 +1,23 @@
 // ssm-monitor's pure parts: the wire protocol (well-formed and malformed input), the WFDB reader (against the
 // PhysioNet `wfdb` package), the recording format (including a crash-torn tail), chain specs, the QRS detector
-// and the signal-quality index, and the allocation-free promise of the per-frame path.
+// and the signal-quality index, the allocation-free promise of the per-frame path, and the TLS set-up (what the
+// server accepts as certificate and key, what a handshake checks, and that TLS adds no allocation per frame).
 #include <gtest/gtest.h>
 
+#include <utility>  // before Boost.Asio 1.74 (its awaitable.hpp uses std::exchange)
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include "alloc_counter.hpp"
 #include "chain.hpp"
@@ -16,6 +25,7 @@
 #include "qrs.hpp"
 #include "recording.hpp"
 #include "ssmstream/ssmstream.hpp"
+#include "tls.hpp"
 #include "wfdb.hpp"
 
 using namespace ssm::monitor;
@@ -475,4 +485,279 @@ TEST(MonitorRealtime, PerFramePathAllocatesNothing) {
     }
     counting = false;
     EXPECT_EQ(allocations.load(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TLS
+
+namespace {
+
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+struct TlsFiles {
+    fs::path cert, key, other_key, encrypted_key;
+};
+
+/** A throwaway self-signed certificate for "localhost" (EC P-256), its key, another key, and the key encrypted; made
+ * with the openssl CLI in a temporary directory. nullopt when the CLI is missing. */
+std::optional<TlsFiles> make_tls_files() {
+    const auto d = tmpdir("tls");
+    const std::string cmd =
+        "cd '" + d.string() + "' && ( "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem -out cert.pem "
+        "-days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost && "
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out other.pem && "
+        "openssl pkey -in key.pem -aes256 -passout pass:secret -out encrypted.pem ) >openssl.log 2>&1";
+    if (std::system(cmd.c_str()) != 0) return std::nullopt;
+    return TlsFiles{d / "cert.pem", d / "key.pem", d / "other.pem", d / "encrypted.pem"};
+}
+
+std::string usage_error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const ssm::UsageError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+struct Handshake {
+    std::string server, client;  // the error each side reported; empty: that side completed its handshake
+};
+
+/** One handshake over loopback: the server's side as `serve` does it, the client's as `send` does it (SNI and name
+ * check for `host`, whatever address it connects to). */
+Handshake tls_handshake(ssl::context& server_ctx, ssl::context& client_ctx, const std::string& host, bool verify) {
+    net::io_context ioc;
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    Handshake r;
+    std::thread server([&] {
+        ssl::stream<tcp::socket> s(ioc, server_ctx);
+        boost::system::error_code ec;
+        acc.accept(s.next_layer(), ec);
+        if (!ec) s.handshake(ssl::stream_base::server, ec);
+        if (ec) r.server = tls_server_error(ec);
+    });
+    ssl::stream<tcp::socket> c(ioc, client_ctx);
+    boost::system::error_code ec;
+    c.next_layer().connect(acc.local_endpoint(), ec);
+    if (!ec) {
+        set_tls_peer(c.native_handle(), host, verify);
+        c.handshake(ssl::stream_base::client, ec);
+    }
+    if (ec) {
+        r.client = tls_client_error(ec, c.native_handle(), verify);
+        c.next_layer().close(ec);  // the server is not left waiting
+        server.join();
+    } else {
+        server.join();  // it finishes on the client's last handshake message, which has been sent
+        c.next_layer().close(ec);
+    }
+    return r;
+}
+
+/** What the server's handshake makes of `bytes` from a client that does not speak TLS. */
+std::string server_error_for_plaintext(ssl::context& server_ctx, const std::string& bytes) {
+    net::io_context ioc;
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    std::string err;
+    std::thread server([&] {
+        ssl::stream<tcp::socket> s(ioc, server_ctx);
+        boost::system::error_code ec;
+        acc.accept(s.next_layer(), ec);
+        if (!ec) s.handshake(ssl::stream_base::server, ec);
+        err = ec ? tls_server_error(ec) : "(handshake succeeded)";
+    });
+    tcp::socket c(ioc);
+    c.connect(acc.local_endpoint());
+    net::write(c, net::buffer(bytes));
+    server.join();
+    return err;
+}
+
+}  // namespace
+
+TEST(MonitorTls, ServerRefusesBadCertificateAndKeyFiles) {
+    const auto f = make_tls_files();
+    if (!f) GTEST_SKIP() << "the openssl command is not installed";
+    const std::string cert = f->cert.string(), key = f->key.string();
+    EXPECT_NO_THROW(make_server_tls(cert, key));
+    auto err = usage_error_of([&] { make_server_tls(cert + ".missing", key); });
+    EXPECT_NE(err.find("--cert " + cert + ".missing: cannot open"), std::string::npos) << err;
+    err = usage_error_of([&] { make_server_tls(cert, key + ".missing"); });
+    EXPECT_NE(err.find("--key " + key + ".missing: cannot open"), std::string::npos) << err;
+    const auto junk = f->cert.parent_path() / "junk.pem";
+    std::ofstream(junk) << "not a certificate\n";
+    err = usage_error_of([&] { make_server_tls(junk.string(), key); });
+    EXPECT_NE(err.find("not a PEM file"), std::string::npos) << err;
+    err = usage_error_of([&] { make_server_tls(key, key); });  // a key where the certificate belongs
+    EXPECT_NE(err.find("--cert " + key + ": no usable PEM certificate"), std::string::npos) << err;
+    err = usage_error_of([&] { make_server_tls(cert, cert); });  // a certificate where the key belongs
+    EXPECT_NE(err.find("--key " + cert + ": no usable PEM private key"), std::string::npos) << err;
+    err = usage_error_of([&] { make_server_tls(cert, f->other_key.string()); });
+    EXPECT_NE(err.find("does not belong to the certificate in --cert " + cert), std::string::npos) << err;
+    err = usage_error_of([&] { make_server_tls(cert, f->encrypted_key.string()); });  // refused, never a prompt
+    EXPECT_NE(err.find("the key is encrypted"), std::string::npos) << err;
+    err = usage_error_of([&] { make_client_tls(junk.string(), false); });
+    EXPECT_NE(err.find("--ca " + junk.string() + ": not a PEM file"), std::string::npos) << err;
+}
+
+TEST(MonitorTls, ServerSettings) {
+    const auto f = make_tls_files();
+    if (!f) GTEST_SKIP() << "the openssl command is not installed";
+    auto ctx = make_server_tls(f->cert.string(), f->key.string());
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx.native_handle()), TLS1_2_VERSION);
+    const auto opts = SSL_CTX_get_options(ctx.native_handle());
+    EXPECT_TRUE(opts & SSL_OP_NO_COMPRESSION);
+    EXPECT_TRUE(opts & SSL_OP_NO_RENEGOTIATION);
+    EXPECT_TRUE(opts & SSL_OP_NO_TLSv1_1);
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(make_client_tls(f->cert.string(), false).native_handle()), TLS1_2_VERSION);
+}
+
+TEST(MonitorTls, HandshakeChecksCertificateNameAndVersion) {
+    const auto f = make_tls_files();
+    if (!f) GTEST_SKIP() << "the openssl command is not installed";
+    auto server = make_server_tls(f->cert.string(), f->key.string());
+    auto trusting = make_client_tls(f->cert.string(), false);  // --ca cert.pem
+    auto h = tls_handshake(server, trusting, "localhost", true);
+    EXPECT_EQ(h.client, "");
+    EXPECT_EQ(h.server, "");
+    // --tls alone: the system's store does not know a self-signed certificate.
+    auto system = make_client_tls("", false);
+    h = tls_handshake(server, system, "localhost", true);
+    EXPECT_NE(h.client.find("the server's certificate was rejected: self-signed certificate"), std::string::npos) << h.client;
+    EXPECT_NE(h.server, "");
+    // The right certificate for another name: the certificate names localhost only.
+    h = tls_handshake(server, trusting, "127.0.0.1", true);
+    EXPECT_NE(h.client.find("IP address mismatch"), std::string::npos) << h.client;
+    h = tls_handshake(server, trusting, "monitor.example", true);
+    EXPECT_NE(h.client.find("hostname mismatch"), std::string::npos) << h.client;
+    // --insecure: no check at all.
+    auto insecure = make_client_tls("", true);
+    h = tls_handshake(server, insecure, "monitor.example", false);
+    EXPECT_EQ(h.client, "");
+    // A client that offers TLS 1.1 at most is refused by the server (its floor is 1.2).
+    ssl::context old(ssl::context::tls_client);
+    SSL_CTX_set_security_level(old.native_handle(), 0);
+    ASSERT_EQ(SSL_CTX_set_cipher_list(old.native_handle(), "DEFAULT:@SECLEVEL=0"), 1);
+    ASSERT_EQ(SSL_CTX_set_min_proto_version(old.native_handle(), TLS1_VERSION), 1);
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(old.native_handle(), TLS1_1_VERSION), 1);
+    old.set_verify_mode(ssl::verify_none);
+    h = tls_handshake(server, old, "localhost", false);
+    EXPECT_NE(h.server.find("unsupported protocol"), std::string::npos) << h.server;
+    EXPECT_NE(h.client, "");
+}
+
+TEST(MonitorTls, PlaintextClientsAreToldApart) {
+    const auto f = make_tls_files();
+    if (!f) GTEST_SKIP() << "the openssl command is not installed";
+    auto server = make_server_tls(f->cert.string(), f->key.string());
+    Hello hello = sample_hello(2);
+    std::vector<std::byte> frame;
+    encode_hello(hello, frame);
+    const std::string binary(reinterpret_cast<const char*>(frame.data()), frame.size());
+    auto err = server_error_for_plaintext(server, binary);
+    EXPECT_NE(err.find("not TLS (a plaintext client on a TLS-only port?)"), std::string::npos) << err;
+    err = server_error_for_plaintext(server, "GET /?token=x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    EXPECT_NE(err.find("plain HTTP on a TLS-only port"), std::string::npos) << err;
+}
+
+namespace {
+
+/** Reads frames the way the server's TCP ingest does (a deadline, then an async read of the header and one of the
+ * payload, the next read started from the completion), counting allocations from frame `warm` on. */
+template <class S>
+struct FrameReader {
+    S& s;
+    int frames, warm;
+    std::array<std::byte, kHeaderBytes> hdr{};
+    std::vector<std::byte> payload;
+    int got = 0;
+    bool failed = false;
+    void next() {
+        beast::get_lowest_layer(s).expires_after(std::chrono::seconds(10));
+        net::async_read(s, net::buffer(hdr), [this](beast::error_code ec, std::size_t) {
+            if (ec) {
+                failed = true;
+                return;
+            }
+            net::async_read(s, net::buffer(payload), [this](beast::error_code ec2, std::size_t) {
+                if (ec2) {
+                    failed = true;
+                    return;
+                }
+                if (++got == warm) {
+                    allocations = 0;
+                    counting = true;
+                }
+                if (got == frames) {
+                    counting = false;
+                    return;
+                }
+                next();
+            });
+        });
+    }
+};
+
+/** Allocations while the server's side of a connection reads 200 data frames (after 20 to warm up), plain or over
+ * TLS. The client writes them all beforehand (they fit in the socket buffers), so only the reading is counted. */
+long allocations_reading_200_frames(ssl::context* server_ctx, ssl::context* client_ctx) {
+    net::io_context ioc;
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    tcp::socket client_sock(ioc);
+    client_sock.connect(acc.local_endpoint());
+    tcp::socket accepted = acc.accept();
+    std::vector<std::byte> frame;
+    encode_data(0, 0, std::vector<float>(25 * 4, 0.25f), 4, frame);
+    constexpr int kWarm = 20, kFrames = kWarm + 200;
+    auto run = [&](auto& server, auto& client) {
+        for (int i = 0; i < kFrames; ++i) net::write(client, net::buffer(frame));
+        FrameReader<std::decay_t<decltype(server)>> r{server, kFrames, kWarm, {}, std::vector<std::byte>(frame.size() - kHeaderBytes)};
+        r.next();
+        ioc.run();
+        EXPECT_FALSE(r.failed);
+        EXPECT_EQ(r.got, kFrames);
+    };
+    if (!server_ctx) {
+        beast::tcp_stream server(std::move(accepted));
+        run(server, client_sock);
+    } else {
+        beast::ssl_stream<beast::tcp_stream> server(beast::tcp_stream(std::move(accepted)), *server_ctx);
+        ssl::stream<tcp::socket&> client(client_sock, *client_ctx);
+        keep_record_buffers(server.native_handle());  // as serve does
+        keep_record_buffers(client.native_handle());
+        std::thread hs([&] { client.handshake(ssl::stream_base::client); });
+        server.handshake(ssl::stream_base::server);
+        hs.join();
+        run(server, client);
+    }
+    counting = false;
+    return allocations.load();
+}
+
+}  // namespace
+
+TEST(MonitorTls, NoBufferChurnPerFrame) {
+    // The network thread's reads are not allocation-free in plaintext either: Beast's stream allocates for each
+    // socket read it makes (its deadline). Here the frames are all in the socket before reading starts, so TLS reads
+    // many records per socket read and what is left is TLS's own cost per frame: OpenSSL 3.0 allocates once per TLS
+    // 1.3 record received (the record header it authenticates), never per TLS 1.2 record. Asio's default of freeing
+    // the record buffers whenever they run empty would add one more per record (keep_record_buffers turns it off).
+    const auto f = make_tls_files();
+    if (!f) GTEST_SKIP() << "the openssl command is not installed";
+    auto server = make_server_tls(f->cert.string(), f->key.string());
+    auto client = make_client_tls("", true);
+    const long plain = allocations_reading_200_frames(nullptr, nullptr);
+    const long tls13 = allocations_reading_200_frames(&server, &client);
+    ssl::context client12 = make_client_tls("", true);
+    ASSERT_EQ(SSL_CTX_set_max_proto_version(client12.native_handle(), TLS1_2_VERSION), 1);
+    const long tls12 = allocations_reading_200_frames(&server, &client12);
+    std::printf("allocations reading 200 frames: plaintext %ld, TLS 1.3 %ld, TLS 1.2 %ld\n", plain, tls13, tls12);
+    constexpr long kSocketReads = 40;  // Beast's, for the few socket reads that fetch the 200 frames
+    EXPECT_LE(tls13, 200 + kSocketReads);
+    EXPECT_LE(tls12, kSocketReads);
 }
