@@ -109,6 +109,12 @@ def collect():
     return clips
 
 
+def to_12bit(x):
+    """Samples on a 12-bit grid (noise floor ~72 dB below full scale): written as PCM_16 FLAC, the 4 zero bits cost
+    nothing, so the pack fits the 64 MiB that travels to a GPU machine in one call."""
+    return np.round(np.clip(x, -1, 1) * 2048).clip(-2048, 2047) / 2048
+
+
 def energy_range_db(x):
     n = int(0.02 * FS)
     fr = x[: len(x) // n * n].reshape(-1, n)
@@ -226,7 +232,7 @@ def main():
     collect_cv(clips, summary)
     for split in ("train", "val"):
         items = clips[split]
-        if split == "val":  # 2.5 minutes validate (every validation speaker kept): the pack must stay under 64 MiB
+        if split == "val":  # 2.5 minutes of randomly drawn validation clips: the pack must stay under 64 MiB
             rng = np.random.default_rng(7)
             items = [items[i] for i in rng.permutation(len(items))]
             keep, tot = [], 0
@@ -236,9 +242,7 @@ def main():
                     tot += len(it[1])
             items = keep
         x, index = concat(items)
-        # 12-bit samples (noise floor ~ -72 dB below peak): FLAC drops the 4 zero bits, so the pack fits the 64 MiB
-        # that travels to a GPU machine in one call
-        x = np.round(np.clip(x, -1, 1) * 2047) / 2048
+        x = to_12bit(x)
         sf.write(pack / f"{split}_speech.flac", x, FS, subtype="PCM_16")
         (pack / f"{split}_speech_index.json").write_text(json.dumps(index))
         summary[split] = {"seconds": round(len(x) / FS, 1), "clips": len(index),
@@ -256,7 +260,7 @@ def main():
         parts = [noises[k] / (np.std(noises[k]) + 1e-9) * 0.1 for k in sorted(noises) if NOISE_SPLIT[k] == split]
         if split == "train":
             parts += [extra[k] / (np.std(extra[k]) + 1e-9) * 0.1 for k in SC_NOISE_FILES]
-        nz = np.round(np.clip(np.concatenate(parts), -1, 1) * 2047) / 2048  # 12-bit, as the speech
+        nz = to_12bit(np.concatenate(parts))
         sf.write(pack / f"noise_{split}.flac", nz, FS, subtype="PCM_16")
         summary["noise_" + split] = [k for k in sorted(noises) if NOISE_SPLIT[k] == split] + (
             ["sc:" + k for k in SC_NOISE_FILES] if split == "train" else [])
